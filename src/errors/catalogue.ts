@@ -1,0 +1,245 @@
+/**
+ * The one catalogue of glimpse's coded errors. Every code has an HTTP status and a summary; the
+ * message of each thrown error says what was expected and what was received. `docs/errors.md` has a
+ * section per code with "how to fix", and `test/errors-catalogue.test.ts` keeps the two in step.
+ *
+ * Sections are grouped by area; add a new code in its area's section (and to docs/errors.md).
+ */
+export interface ErrorSpec {
+  /** HTTP status the server answers with. */
+  readonly status: number;
+  /** One line: what went wrong, in general. */
+  readonly summary: string;
+  /** How to fix it (docs/errors.md is generated from this). */
+  readonly fix: string;
+}
+
+export const errorCatalogue = {
+  // --- arguments and configuration -------------------------------------------------------------
+  GLIMPSE_E_ARG_INVALID: {
+    status: 400,
+    summary: 'An argument has the wrong type or value.',
+    fix: 'Read the message: it names the argument, what was expected and what was received. `glimpse <command> --help` lists every option.',
+  },
+  GLIMPSE_E_CONFIG_INVALID: {
+    status: 400,
+    summary: 'The configuration (file, environment or flags) is invalid.',
+    fix: 'The message lists every problem found (file, environment and flags are merged first). Fix each one; defaults are in the README.',
+  },
+  GLIMPSE_E_NOT_SUPPORTED: {
+    status: 400,
+    summary: 'The requested feature or option combination is not supported.',
+    fix: 'Use one of the supported options the message names.',
+  },
+  GLIMPSE_E_ABORTED: {
+    status: 499,
+    summary: 'The operation was cancelled (AbortSignal, Ctrl-C or SIGTERM).',
+    fix: 'Nothing to fix: the run was stopped on purpose. Re-run the same command to resume where outputs allow.',
+  },
+  GLIMPSE_E_INTERNAL: {
+    status: 500,
+    summary: 'An unexpected internal error; please report it.',
+    fix: 'A bug in glimpse. Re-run with `--log-level debug` and report the message and the command.',
+  },
+
+  // --- models ----------------------------------------------------------------------------------
+  GLIMPSE_E_MODEL_NOT_FOUND: {
+    status: 404,
+    summary: 'No model folder exists at the given path or cache location.',
+    fix: 'Check the path, or give a hub id (`openai/clip-vit-base-patch32`) to download it into the cache (`glimpse model pull`).',
+  },
+  GLIMPSE_E_MODEL_FILE_MISSING: {
+    status: 422,
+    summary: 'A file the model folder needs is missing.',
+    fix: 'Put the named file into the model folder (Hugging Face ONNX layout: config.json, preprocessor_config.json, tokenizer.json, onnx/vision_model.onnx, onnx/text_model.onnx).',
+  },
+  GLIMPSE_E_MODEL_CONFIG_INVALID: {
+    status: 422,
+    summary: 'A model JSON file (config, preprocessor, tokenizer) is invalid.',
+    fix: 'The named JSON file is not valid or lacks a field; compare it with a known-good export, or re-create the folder with `glimpse model synth`.',
+  },
+  GLIMPSE_E_MODEL_IO_MISMATCH: {
+    status: 422,
+    summary: 'An ONNX graph has unexpected input or output names or shapes.',
+    fix: 'The vision graph must take `pixel_values` and return `image_embeds`; the text graph must take `input_ids` (and optionally `attention_mask`) and return `text_embeds`. Re-export the model with those names.',
+  },
+  GLIMPSE_E_MODEL_DIM_MISMATCH: {
+    status: 422,
+    summary: 'The vision and text towers produce different embedding sizes.',
+    fix: 'Both towers must project to the same size (`projection_dim`). Use matching vision and text files from one export.',
+  },
+  GLIMPSE_E_MODEL_PREPROCESS_UNSUPPORTED: {
+    status: 422,
+    summary: 'The preprocessor configuration asks for something glimpse does not do.',
+    fix: 'Edit preprocessor_config.json to use shortest-edge resizing with bicubic (3), bilinear (2) or nearest (0) resampling, and a centre crop; or report the model so support can be added.',
+  },
+  GLIMPSE_E_MODEL_DTYPE_UNAVAILABLE: {
+    status: 422,
+    summary: 'The model folder has no ONNX file for the requested dtype.',
+    fix: 'Pick a dtype the folder has (`glimpse model info` lists them): fp32 reads `*_model.onnx`, fp16 `*_model_fp16.onnx`, q8 `*_model_quantized.onnx`.',
+  },
+  GLIMPSE_E_MODEL_DOWNLOAD_FAILED: {
+    status: 502,
+    summary: 'Downloading a model file from the hub failed.',
+    fix: 'Check the network and the hub address (`GLIMPSE_HUB_URL`); re-run to resume the partial download. Or fill the folder the message names by hand.',
+  },
+  GLIMPSE_E_MODEL_INTEGRITY: {
+    status: 502,
+    summary: 'A downloaded model file has the wrong size or hash.',
+    fix: 'The partial file was removed; re-run to download it again. If it persists the mirror serves a different file than its index says.',
+  },
+  GLIMPSE_E_MODEL_OFFLINE: {
+    status: 503,
+    summary: 'The model is not in the cache and cannot be downloaded (offline).',
+    fix: 'Copy the model folder to the path the message names (it lists the files needed), or allow downloads (unset `GLIMPSE_OFFLINE` / `HF_HUB_OFFLINE`).',
+  },
+
+  // --- decode: images and texts ----------------------------------------------------------------
+  GLIMPSE_E_IMAGE_DECODE_FAILED: {
+    status: 422,
+    summary: 'The image could not be decoded (corrupt, truncated or not an image).',
+    fix: 'The file is not a readable image. It is skipped and recorded in failures/; fix or remove it if it should be embedded.',
+  },
+  GLIMPSE_E_IMAGE_TOO_MANY_PIXELS: {
+    status: 413,
+    summary: 'The image has more pixels than the configured limit.',
+    fix: 'Raise the pixel limit (`--max-pixels`) if the image is trusted, or downscale it first.',
+  },
+  GLIMPSE_E_IMAGE_TOO_LARGE: {
+    status: 413,
+    summary: 'The image file has more bytes than the configured limit.',
+    fix: 'Raise the byte limit (`--max-image-bytes`) if the file is trusted.',
+  },
+  GLIMPSE_E_IMAGE_UNREADABLE: {
+    status: 422,
+    summary: 'The image file could not be read.',
+    fix: 'Check the file exists and is readable by the user running glimpse.',
+  },
+  GLIMPSE_E_TEXT_INVALID: {
+    status: 400,
+    summary: 'A text input is not a string or cannot be tokenized.',
+    fix: 'Pass texts as strings.',
+  },
+
+  // --- inference -------------------------------------------------------------------------------
+  GLIMPSE_E_INFER_FAILED: {
+    status: 500,
+    summary: 'The inference backend failed to run a batch.',
+    fix: 'The ONNX runtime failed on a batch; check the model files (`glimpse model info`) and memory. Re-run with a smaller `--batch-size`.',
+  },
+  GLIMPSE_E_INFER_BACKEND_UNAVAILABLE: {
+    status: 500,
+    summary: 'The requested inference backend or execution provider is not available.',
+    fix: 'Use `--device cpu`, or install the execution provider the message names.',
+  },
+
+  // --- sources ---------------------------------------------------------------------------------
+  GLIMPSE_E_SOURCE_EMPTY: {
+    status: 400,
+    summary: 'The input has no samples (no sample found).',
+    fix: 'The input folder, shards or manifest held no usable sample. Check the path and the image extensions / WebDataset keys.',
+  },
+  GLIMPSE_E_SOURCE_NOT_FOUND: {
+    status: 404,
+    summary: 'An input path or URL does not exist.',
+    fix: 'Check the input path or URL.',
+  },
+  GLIMPSE_E_SOURCE_TAR_CORRUPT: {
+    status: 422,
+    summary: 'A WebDataset tar shard is truncated or corrupt.',
+    fix: 'The samples before the damage were kept; re-create or re-download the named shard to embed the rest.',
+  },
+  GLIMPSE_E_SOURCE_MANIFEST_INVALID: {
+    status: 400,
+    summary: 'A manifest (parquet, CSV, JSONL) is invalid or lacks the needed column.',
+    fix: 'Check the file format and the column names (`--url-col`, `--caption-col`).',
+  },
+  GLIMPSE_E_SOURCE_DOWNLOAD_FAILED: {
+    status: 502,
+    summary: 'Downloading an input item failed.',
+    fix: 'The item is skipped and recorded with the HTTP status or cause; re-run to retry failed items.',
+  },
+
+  // --- sinks and outputs -----------------------------------------------------------------------
+  GLIMPSE_E_OUTPUT_EXISTS: {
+    status: 409,
+    summary: 'The output folder exists and is not empty.',
+    fix: 'Choose a new output folder, or pass `--overwrite` to replace it.',
+  },
+  GLIMPSE_E_OUTPUT_WRITE_FAILED: {
+    status: 500,
+    summary: 'Writing an output file failed.',
+    fix: 'Check free space and permissions on the output location.',
+  },
+
+  // --- formats and the embedding reader --------------------------------------------------------
+  GLIMPSE_E_NPY_INVALID: {
+    status: 422,
+    summary: 'A .npy file is truncated or its header is invalid.',
+    fix: 'The named .npy file is truncated or not a NumPy v1/v2/v3 file; re-create it.',
+  },
+  GLIMPSE_E_NPY_UNSUPPORTED: {
+    status: 422,
+    summary: 'A .npy file has an unsupported dtype, order or shape.',
+    fix: 'Write C-order float16 or float32 2-D arrays (`np.ascontiguousarray(x, dtype=np.float16)`).',
+  },
+  GLIMPSE_E_PARQUET_INVALID: {
+    status: 422,
+    summary: 'A parquet file is invalid or unreadable.',
+    fix: 'The named parquet file could not be read; re-create it.',
+  },
+  GLIMPSE_E_READER_ROW_MISMATCH: {
+    status: 422,
+    summary: 'Embedding and metadata files disagree on the number of rows.',
+    fix: 'Each npy file must have as many rows as its metadata parquet file; re-create the pair.',
+  },
+  GLIMPSE_E_READER_DIM_MISMATCH: {
+    status: 422,
+    summary: 'Embedding files in one collection have different dimensions.',
+    fix: 'All embedding files of a collection must have one dimension; read them as separate collections.',
+  },
+  GLIMPSE_E_READER_COLUMN_MISSING: {
+    status: 422,
+    summary: 'A requested column is missing from a parquet file.',
+    fix: 'Check the column names (`embeddingColumn`, `metaColumns`) against the file.',
+  },
+
+  // --- storage (local, HTTP, S3) ---------------------------------------------------------------
+  GLIMPSE_E_STORAGE_NOT_FOUND: {
+    status: 404,
+    summary: 'The object or file does not exist.',
+    fix: 'Check the path, URL or bucket/key.',
+  },
+  GLIMPSE_E_STORAGE_HTTP_STATUS: {
+    status: 502,
+    summary: 'A remote server answered with an error status.',
+    fix: 'The server answered with the status in the message; check the URL and credentials.',
+  },
+  GLIMPSE_E_STORAGE_TIMEOUT: {
+    status: 504,
+    summary: 'A remote read timed out.',
+    fix: 'The server was too slow; raise the timeout or retry later.',
+  },
+  GLIMPSE_E_STORAGE_TOO_LARGE: {
+    status: 413,
+    summary: 'A remote object is larger than the allowed number of bytes.',
+    fix: 'Raise the byte cap if the object is trusted.',
+  },
+  GLIMPSE_E_STORAGE_UNSUPPORTED_SCHEME: {
+    status: 400,
+    summary: 'The URL scheme is not supported.',
+    fix: 'Use a local path, `http(s)://` or `s3://`.',
+  },
+  GLIMPSE_E_STORAGE_REDIRECT_LIMIT: {
+    status: 502,
+    summary: 'Too many HTTP redirects.',
+    fix: 'The URL redirects too many times; use the final URL.',
+  },
+  GLIMPSE_E_STORAGE_IO: {
+    status: 502,
+    summary: 'A storage read or write failed.',
+    fix: 'Check connectivity, credentials and permissions for the storage named in the message.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
