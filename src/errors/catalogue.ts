@@ -160,6 +160,12 @@ export const errorCatalogue = {
     fix: 'The item is skipped and recorded with the HTTP status or cause; re-run to retry failed items.',
   },
 
+  GLIMPSE_E_SOURCE_SIDECAR_INVALID: {
+    status: 422,
+    summary: 'A caption (.txt) or metadata (.json) file beside an image could not be read or parsed.',
+    fix: 'The sample is recorded in failures/ with the reason; fix the file (the metadata must be a JSON object) and re-run.',
+  },
+
   // --- sinks and outputs -----------------------------------------------------------------------
   GLIMPSE_E_OUTPUT_EXISTS: {
     status: 409,
