@@ -1,0 +1,5 @@
+// models/: model folders (parse, validate, fingerprint) and the hub cache.
+export * from './types.js';
+export * from './preprocessor-config.js';
+export * from './folder.js';
+export * from './fingerprint.js';
