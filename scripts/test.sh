@@ -28,10 +28,10 @@ node -e "require('onnxruntime-node'); require('sharp')" || {
 }
 
 # 3. Static checks: types (strict), lint, format, architecture rules.
-npx tsc -p tsconfig.json --noEmit
-npx eslint .
-npx prettier --check . >/dev/null || { npx prettier --list-different .; exit 1; }
-npx tsx scripts/check-imports.ts
+node_modules/.bin/tsc -p tsconfig.json --noEmit
+node_modules/.bin/eslint .
+node_modules/.bin/prettier --check . >/dev/null || { node_modules/.bin/prettier --list-different .; exit 1; }
+node_modules/.bin/tsx scripts/check-imports.ts
 
 # 4. Build (end-to-end tests run the compiled CLI as users do).
 npm run --silent build

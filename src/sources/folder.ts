@@ -14,8 +14,8 @@ export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
 export interface FolderSourceOptions {
   /** Samples must have an image (default true). */
   enableImage?: boolean;
-  /** Samples must have a caption (`x.txt`) (default true). */
-  enableText?: boolean;
+  /** Samples must have a caption (`x.txt`) (default `auto`: true when the folder has any caption). */
+  enableText?: boolean | 'auto';
   /** Read `x.json` as metadata (default true). */
   enableMetadata?: boolean;
   /** Only the first N samples in order. */
@@ -48,9 +48,9 @@ export interface FolderListing {
 export async function createFolderSource(
   folder: string,
   options: FolderSourceOptions = {},
-): Promise<SampleSource & { listing: FolderListing }> {
+): Promise<SampleSource & { listing: FolderListing; enableImage: boolean; enableText: boolean }> {
   const enableImage = options.enableImage ?? true;
-  const enableText = options.enableText ?? true;
+  let enableText = options.enableText ?? 'auto';
   const enableMetadata = options.enableMetadata ?? true;
   let info;
   try {
@@ -86,9 +86,11 @@ export async function createFolderSource(
     else if (ext === 'json') entry.json = rel;
   }
 
+  let captions = 0;
+  for (const e of byStem.values()) if (e.caption !== undefined) captions++;
+  if (enableText === 'auto') enableText = captions > 0;
   const samples: { key: string; image?: string; caption?: string; json?: string }[] = [];
   let imagesWithoutCaption = 0;
-  let captions = 0;
   if (enableImage) {
     for (const { stem, rel } of images) {
       const entry = byStem.get(stem)!;
@@ -109,12 +111,13 @@ export async function createFolderSource(
       samples.push(s);
     }
   }
-  for (const e of byStem.values()) if (e.caption !== undefined) captions++;
   const limited = options.subsetSize !== undefined ? samples.slice(0, options.subsetSize) : samples;
   const prefix = (rel: string): string => join(folder, rel);
 
   return {
     size: limited.length,
+    enableImage,
+    enableText,
     listing: { images: images.length, captions, imagesWithoutCaption },
     async *read(range = {}) {
       const start = range.start ?? 0;

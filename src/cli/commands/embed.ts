@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { runEmbedJob, type EmbedJobOptions } from '../../pipeline/embed.js';
+import { createCliProgress } from '../progress.js';
+import { parseBoolOption, parseIntOption } from '../options.js';
+import { withSignals } from '../signals.js';
+import { parseByteSize } from '../../core/validate.js';
+
+interface EmbedFlags {
+  model: string;
+  dtype: 'fp32' | 'fp16' | 'q8';
+  inputFormat: 'files';
+  batchSize?: number;
+  numPreproWorkers?: number;
+  enableImage: boolean;
+  enableText?: boolean;
+  enableMetadata: boolean;
+  writeBatchSize?: number;
+  outputPartitionCount?: number;
+  subsetSize?: number;
+  outputDtype: 'float16' | 'float32';
+  overwrite: boolean;
+  preprocess: 'exact' | 'fast';
+  maxPixels?: number;
+  maxImageBytes?: string;
+  threads?: number;
+  cacheDir?: string;
+  offline?: boolean;
+  json?: boolean;
+}
+
+/** `glimpse embed <input> <output>`: a folder of images and captions → clip-retrieval layout. */
+export function registerEmbedCommand(program: Command): void {
+  program
+    .command('embed')
+    .description('embed a folder of images (+ x.txt captions, x.json metadata) into img_emb/, text_emb/, metadata/')
+    .argument('<input>', 'input folder')
+    .argument('<output>', 'output folder (new or empty; see --overwrite)')
+    .option('--model <id|dir>', 'model folder or hub id', 'openai/clip-vit-base-patch32')
+    .option('--dtype <fp32|fp16|q8>', 'ONNX precision variant', 'fp32')
+    .option('--input-format <files>', 'input format', 'files')
+    .option('--batch-size <n>', 'images per inference batch (default 32)', parseIntOption('--batch-size'))
+    .option('--num-prepro-workers <n>', 'decode worker threads (default: cores)', parseIntOption('--num-prepro-workers'))
+    .option('--enable-image [bool]', 'embed images', parseBoolOption('--enable-image'), true)
+    .option('--enable-text [bool]', 'embed captions (default: when the folder has any)', parseBoolOption('--enable-text'))
+    .option('--enable-metadata [bool]', 'write x.json keys as metadata columns', parseBoolOption('--enable-metadata'), true)
+    .option('--write-batch-size <n>', 'samples per output partition (default 1000000)', parseIntOption('--write-batch-size'))
+    .option('--output-partition-count <n>', 'exact number of partitions', parseIntOption('--output-partition-count'))
+    .option('--subset-size <n>', 'only the first n samples', parseIntOption('--subset-size'))
+    .option('--output-dtype <float16|float32>', 'npy element type', 'float16')
+    .option('--overwrite', 'replace the outputs of an existing output folder', false)
+    .option('--preprocess <exact|fast>', 'exact = OpenAI CLIP parity; fast = libvips resize', 'exact')
+    .option('--max-pixels <n>', 'largest accepted image (width × height)', parseIntOption('--max-pixels'))
+    .option('--max-image-bytes <size>', 'largest accepted image file (e.g. 64M)')
+    .option('--threads <n>', 'inference intra-op threads (default: cores)', parseIntOption('--threads'))
+    .option('--cache-dir <dir>', 'model cache folder')
+    .option('--offline', 'never download models')
+    .option('--json', 'print the result as JSON')
+    .action(async (input: string, output: string, flags: EmbedFlags) => {
+      const progress = createCliProgress();
+      await withSignals(async (signal) => {
+        const options: EmbedJobOptions = {
+          input,
+          output,
+          model: flags.model,
+          dtype: flags.dtype,
+          inputFormat: flags.inputFormat,
+          enableImage: flags.enableImage,
+          enableText: flags.enableText ?? 'auto',
+          enableMetadata: flags.enableMetadata,
+          outputDtype: flags.outputDtype,
+          overwrite: flags.overwrite,
+          preprocessMode: flags.preprocess,
+          signal,
+          onProgress: progress.onProgress,
+        };
+        if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
+        if (flags.numPreproWorkers !== undefined) options.numPreproWorkers = flags.numPreproWorkers;
+        if (flags.writeBatchSize !== undefined) options.writeBatchSize = flags.writeBatchSize;
+        if (flags.outputPartitionCount !== undefined) options.outputPartitionCount = flags.outputPartitionCount;
+        if (flags.subsetSize !== undefined) options.subsetSize = flags.subsetSize;
+        if (flags.threads !== undefined) options.intraOpThreads = flags.threads;
+        if (flags.cacheDir !== undefined) options.cacheDir = flags.cacheDir;
+        if (flags.offline !== undefined) options.offline = flags.offline;
+        const limits: NonNullable<EmbedJobOptions['limits']> = {};
+        if (flags.maxPixels !== undefined) limits.maxPixels = flags.maxPixels;
+        if (flags.maxImageBytes !== undefined) limits.maxBytes = parseByteSize('--max-image-bytes', flags.maxImageBytes);
+        options.limits = limits;
+        try {
+          const r = await runEmbedJob(options);
+          if (flags.json) process.stdout.write(JSON.stringify({ ...r, stats: undefined }) + '\n');
+          else
+            process.stdout.write(
+              `embedded ${r.embedded} of ${r.samples} samples into ${r.partitions} partition(s) in ${output} (${r.failed} failed, ${r.rate.toFixed(1)} samples/s)\n`,
+            );
+        } finally {
+          progress.stop();
+        }
+      });
+    });
+}

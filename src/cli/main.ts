@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/** The `glimpse` command. Every command builds the same validated options the library takes. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { isGlimpseError } from '../errors/index.js';
+import { registerEmbedCommand } from './commands/embed.js';
+import { registerEmbedOneCommand } from './commands/embed-one.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('glimpse')
+    .description('Embed images and captions with CLIP models; store, index and search them.')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+  registerEmbedCommand(program);
+  registerEmbedOneCommand(program);
+  program.command('model').description('model folders: info, synth, pull');
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode;
+    }
+    if (isGlimpseError(err)) {
+      process.stderr.write(`error ${err.code}: ${err.message}\n`);
+      return err.code === 'GLIMPSE_E_ABORTED' ? 130 : 1;
+    }
+    process.stderr.write(`error GLIMPSE_E_INTERNAL: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);
