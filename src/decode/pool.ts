@@ -47,10 +47,18 @@ interface WorkerSlot {
   inFlight: Set<number>;
 }
 
-function workerUrl(): URL {
-  // Under tsx (tests, dev) this module is a .ts file and so is its worker.
-  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-  return new URL(`./worker.${ext}`, import.meta.url);
+/**
+ * The worker's entry point. Compiled (dist/), it is worker.js. From sources under tsx (tests, dev),
+ * Node 20 workers do not inherit tsx's loader, so a one-line bootstrap registers it first.
+ */
+function workerEntry(): { entry: URL | string; eval: boolean } {
+  if (!import.meta.url.endsWith('.ts')) return { entry: new URL('./worker.js', import.meta.url), eval: false };
+  const worker = new URL('./worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return {
+    entry: `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(worker)}); })`,
+    eval: true,
+  };
 }
 
 /**
@@ -80,7 +88,9 @@ export class DecodePool {
   }
 
   private spawn(): WorkerSlot {
-    const worker = new Worker(workerUrl(), {
+    const { entry, eval: isEval } = workerEntry();
+    const worker = new Worker(entry, {
+      eval: isEval,
       workerData: { preprocess: this.options.preprocess, limits: this.options.limits ?? {}, mode: this.options.mode ?? 'exact' },
     });
     const slot: WorkerSlot = { worker, inFlight: new Set() };

@@ -8,6 +8,7 @@
 import * as ort from 'onnxruntime-node';
 import { GlimpseError } from '../errors/index.js';
 import { invalidParameterError } from '../core/validate.js';
+import { float16ToFloat32, float32ToFloat16 } from '../formats/npy.js';
 
 /** User-facing names of execution devices, mapped to ONNX Runtime execution providers in one table. */
 export type InferenceDevice = 'cpu' | 'cuda';
@@ -117,49 +118,6 @@ function tensorType(session: ort.InferenceSession, name: string): ort.Tensor.Typ
   return meta !== undefined && meta.isTensor ? meta.type : undefined;
 }
 
-function toFloat16Bits(src: Float32Array): Uint16Array {
-  // Round-to-nearest-even float32 → float16 bit patterns, for graphs whose inputs are float16.
-  const out = new Uint16Array(src.length);
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < src.length; i++) {
-    f[0] = src[i]!;
-    const x = u[0]!;
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-      continue;
-    }
-    let e = exp - 127 + 15;
-    if (e >= 0x1f) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      mant |= 0x800000;
-      const shift = 14 - e;
-      const half = 1 << (shift - 1);
-      let h = mant >>> shift;
-      const rem = mant & ((1 << shift) - 1);
-      if (rem > half || (rem === half && (h & 1) === 1)) h++;
-      out[i] = sign | h;
-      continue;
-    }
-    let h = (e << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && (h & 1) === 1)) h++;
-    out[i] = sign | h;
-    e = 0;
-  }
-  return out;
-}
-
 function outputMatrix(
   value: ort.Tensor | undefined,
   path: string,
@@ -183,9 +141,7 @@ function outputMatrix(
   let data: Float32Array;
   if (value.type === 'float32') data = new Float32Array(value.data as Float32Array);
   else if (value.type === 'float16') {
-    const bits = value.data as Uint16Array;
-    data = new Float32Array(bits.length);
-    for (let i = 0; i < bits.length; i++) data[i] = halfToFloat(bits[i]!);
+    data = float16ToFloat32(value.data as Uint16Array);
   } else {
     throw new GlimpseError(
       'GLIMPSE_E_MODEL_IO_MISMATCH',
@@ -194,15 +150,6 @@ function outputMatrix(
   }
   l2NormalizeRows(data, rows, dimension);
   return { data, rows, dimension };
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 0x1f) return m === 0 ? s * Infinity : NaN;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /**
@@ -240,7 +187,7 @@ export class VisionSession {
     const dims = [rows, 3, height, width];
     const input =
       this.inputType === 'float16'
-        ? new ort.Tensor('float16', toFloat16Bits(pixels), dims)
+        ? new ort.Tensor('float16', float32ToFloat16(pixels), dims)
         : new ort.Tensor('float32', pixels, dims);
     let out: ort.InferenceSession.ReturnType;
     try {

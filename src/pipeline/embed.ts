@@ -121,7 +121,7 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const signal = options.signal;
-  signal?.throwIfAborted();
+  if (signal?.aborted) throw new GlimpseError('GLIMPSE_E_ABORTED', 'Expected to start the embed job but it was cancelled before it began');
 
   const source = await createFolderSource(options.input, {
     enableImage: options.enableImage ?? true,
