@@ -226,10 +226,17 @@ export function cleanClipText(text: string): string {
 
 const BOS_TOKEN = '<|startoftext|>';
 const EOS_TOKEN = '<|endoftext|>';
-/** OpenAI's pattern with Python's `\s`; `iu` mirrors the `regex` module's IGNORECASE (simple folding). */
+/**
+ * OpenAI's pattern, run on lower-cased text with the `regex` module's IGNORECASE, reproduced without
+ * JavaScript's `i` flag (which would also fold U+0345 into `\p{L}`): Python's `\s`; `'s` and
+ * `startoftext` also match the long s `ſ` (U+017F), which simple case folding equates with `s`; and
+ * U+0345 COMBINING GREEK YPOGEGRAMMENI matches no alternative (its case folding is a letter, so
+ * IGNORECASE drops it from the negated class), so it is skipped like whitespace, as in Python.
+ */
 const CLIP_WORD = new RegExp(
-  `<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^${PY_SPACE_CLASS}\\p{L}\\p{N}]+`,
-  'giu',
+  `<\\|[s\u017f]tartoftext\\|>|<\\|endoftext\\|>|'[s\u017f]|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|` +
+    `[^${PY_SPACE_CLASS}\\p{L}\\p{N}\u0345]+`,
+  'gu',
 );
 const DEFAULT_CONTEXT_LENGTH = 77;
 /** Entries in the per-word cache before it is cleared (bounds memory on endless streams of text). */
