@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { isGlimpseError } from '../errors/index.js';
 import { registerEmbedCommand } from './commands/embed.js';
 import { registerEmbedOneCommand } from './commands/embed-one.js';
+import { registerModelSynthCommand } from './commands/model-synth.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -18,7 +19,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerEmbedCommand(program);
   registerEmbedOneCommand(program);
-  program.command('model').description('model folders: info, synth, pull');
+  const model = program.command('model').description('model folders: info, synth, pull');
+  registerModelSynthCommand(model);
   return program;
 }
 
