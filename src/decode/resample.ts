@@ -365,20 +365,20 @@ function verticalPass(
 ): void {
   const { ksize, bounds, weights } = co;
   const rows = bounds.length >> 1;
-  const acc = new Int32Array(rowBytes);
   const dst = new Uint8ClampedArray(tgt.data.buffer, tgt.data.byteOffset, tgt.data.byteLength);
   for (let yy = 0; yy < rows; yy++) {
-    const ymin = (bounds[yy * 2] as number) - rowBase;
     const ymax = bounds[yy * 2 + 1] as number;
     const kb = yy * ksize;
-    acc.fill(HALF);
-    for (let y = 0; y < ymax; y++) {
-      const w = weights[kb + y] as number;
-      if (w === 0) continue;
-      const p = (ymin + y) * inStride + colOffset;
-      for (let i = 0; i < rowBytes; i++) acc[i] = (acc[i] as number) + (data[p + i] as number) * w;
-    }
+    const p0 = ((bounds[yy * 2] as number) - rowBase) * inStride + colOffset;
     const o = tgt.offset + yy * tgt.stride;
-    for (let i = 0; i < rowBytes; i++) dst[o + i] = (acc[i] as number) >> PRECISION_BITS;
+    for (let i = 0; i < rowBytes; i++) {
+      let ss = HALF;
+      let p = p0 + i;
+      for (let y = 0; y < ymax; y++) {
+        ss = (ss + (data[p] as number) * (weights[kb + y] as number)) | 0;
+        p += inStride;
+      }
+      dst[o + i] = ss >> PRECISION_BITS;
+    }
   }
 }
