@@ -34,8 +34,10 @@ export interface ImageLimits {
 
 export interface DecodeImageOptions extends ImageLimits {
   /**
-   * Fast mode: have libvips resize while decoding (JPEG/WebP shrink-on-load included). Called with the upright
-   * size, returns the size wanted. Not bit-exact with Pillow; see docs/preprocessing.md.
+   * Fast mode: have libvips resize while decoding (JPEG shrink-on-load included, keeping a factor of 2 for the
+   * cubic kernel). Called with the upright size, returns the size wanted. Only reductions of opaque, non-CMYK
+   * images are handed to libvips (it would resize CMYK before converting, and alpha premultiplied); otherwise
+   * the full image comes back and the caller resizes. Not bit-exact with Pillow; see docs/preprocessing.md.
    */
   readonly resizeTo?: (width: number, height: number) => { width: number; height: number };
   /** Kernel for `resizeTo` (default bicubic: libvips' Catmull-Rom cubic). */

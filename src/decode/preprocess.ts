@@ -9,7 +9,8 @@
  *
  * Modes: `'exact'` (default) resizes with the port of Pillow's resampler in resample.ts and is bit-exact with
  * the Python reference for ordinary photos; `'fast'` lets libvips resize while decoding (JPEG shrink-on-load),
- * which is faster and close but not equal (the measured difference is in docs/preprocessing.md).
+ * which is faster and close but not equal (the measured difference is in docs/preprocessing.md). Upscaled,
+ * alpha and CMYK images are resized exactly in both modes.
  */
 import { assertOneOf, assertPositiveInteger, invalidParameterError } from '../core/validate.js';
 import type { PreprocessConfig } from '../models/types.js';
