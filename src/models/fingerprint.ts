@@ -115,6 +115,22 @@ export async function recordFileHashes(dir: string, hashes: Readonly<Record<stri
 }
 
 /**
+ * The cached sha256 of a file in a model folder, when the cache has it for the file's current size and
+ * mtime; undefined otherwise (no cache, stale entry, no file).
+ *
+ * @example
+ *   await cachedFileHash('/models/clip', 'onnx/vision_model.onnx'); // 'a3f0...' or undefined
+ */
+export async function cachedFileHash(dir: string, rel: string): Promise<string | undefined> {
+  const entry = (await readHashCache(dir)).files[rel];
+  if (entry === undefined) return undefined;
+  const st = await stat(join(dir, rel)).catch(() => undefined);
+  return st !== undefined && st.size === entry.size && st.mtimeMs === entry.mtimeMs
+    ? entry.sha256
+    : undefined;
+}
+
+/**
  * Streams a file through sha256 and returns the hex digest.
  *
  * @example
