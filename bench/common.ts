@@ -45,7 +45,8 @@ export async function timeRuns(fn: () => Promise<unknown>, seconds: number, minR
 export function printTable(rows: Record<string, string | number>[]): void {
   if (rows.length === 0) return;
   const cols = Object.keys(rows[0]!);
-  const fmt = (v: string | number): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v);
+  const fmt = (v: string | number): string =>
+    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => fmt(r[c] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   console.log(line(cols));
@@ -60,5 +61,11 @@ export async function writeJson(name: string, data: unknown): Promise<string> {
 }
 
 export function machine(): Record<string, unknown> {
-  return { node: process.version, platform: process.platform, arch: process.arch, cpus: availableParallelism(), cpuModel: cpus()[0]?.model ?? 'unknown' };
+  return {
+    node: process.version,
+    platform: process.platform,
+    arch: process.arch,
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+  };
 }

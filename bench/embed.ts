@@ -27,12 +27,20 @@ interface ChildResult {
 }
 
 function report(items: number, seconds: number): void {
-  const r: ChildResult = { items, seconds, rate: items / seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 };
+  const r: ChildResult = {
+    items,
+    seconds,
+    rate: items / seconds,
+    maxRssMB: process.resourceUsage().maxRSS / 1024,
+  };
   process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
 }
 
 async function listImages(dir: string): Promise<string[]> {
-  return (await readdir(dir)).filter((f) => !f.startsWith('.')).sort().map((f) => join(dir, f));
+  return (await readdir(dir))
+    .filter((f) => !f.startsWith('.'))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 async function runChild(): Promise<void> {
@@ -57,7 +65,14 @@ async function runChild(): Promise<void> {
     const out = join(benchData, `embed-out-${dtype}`);
     await rm(out, { recursive: true, force: true });
     const t = performance.now();
-    const r = await runEmbedJob({ input: images, output: out, model: modelDir, dtype, batchSize: batch, enableText: false });
+    const r = await runEmbedJob({
+      input: images,
+      output: out,
+      model: modelDir,
+      dtype,
+      batchSize: batch,
+      enableText: false,
+    });
     report(r.embedded, (performance.now() - t) / 1000);
   } else if (child === 'tjs') {
     const tjs = await import('@huggingface/transformers');
@@ -72,7 +87,8 @@ async function runChild(): Promise<void> {
       const raw = await Promise.all(files.slice(i, i + batch).map((f) => tjs.RawImage.read(f)));
       const inputs = await processor(raw);
       const out = (await model(inputs)) as { image_embeds: { dims: number[] } };
-      if (out.image_embeds.dims[0] !== raw.length) throw new Error('transformers.js returned the wrong batch');
+      if (out.image_embeds.dims[0] !== raw.length)
+        throw new Error('transformers.js returned the wrong batch');
     }
     report(files.length, (performance.now() - t) / 1000);
   } else if (child === 'glimpse-text') {
@@ -105,9 +121,13 @@ async function runChild(): Promise<void> {
 
 function runMeasurement(kind: string, extra: string[]): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench/embed.ts'), '--child', kind, ...extra], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const p = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(repoRoot, 'bench/embed.ts'), '--child', kind, ...extra],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('close', (code) => {
@@ -129,7 +149,10 @@ async function buildImageSet(count: number): Promise<string> {
   const photos = (await readdir(src)).sort();
   for (let i = 0; i < count; i++) {
     const f = photos[i % photos.length]!;
-    await copyFile(join(src, f), join(dir, `${String(i).padStart(5, '0')}_${basename(f, extname(f))}${extname(f)}`));
+    await copyFile(
+      join(src, f),
+      join(dir, `${String(i).padStart(5, '0')}_${basename(f, extname(f))}${extname(f)}`),
+    );
   }
   return dir;
 }
@@ -146,16 +169,33 @@ async function main(): Promise<void> {
   const rows: Record<string, string | number>[] = [];
   const results: Record<string, unknown>[] = [];
   for (const dtype of dtypes) {
-    const common = ['--dtype', dtype, '--model', modelDir, '--images-dir', images, '--batch', String(batch), '--texts', String(texts)];
+    const common = [
+      '--dtype',
+      dtype,
+      '--model',
+      modelDir,
+      '--images-dir',
+      images,
+      '--batch',
+      String(batch),
+      '--texts',
+      String(texts),
+    ];
     const a = await runMeasurement('infer', common);
     console.log(`${dtype} (a) inference only: ${a.rate.toFixed(1)} images/s`);
     const b = await runMeasurement('glimpse', common);
-    console.log(`${dtype} (b) glimpse embed: ${b.rate.toFixed(1)} images/s, peak RSS ${b.maxRssMB.toFixed(0)} MB`);
+    console.log(
+      `${dtype} (b) glimpse embed: ${b.rate.toFixed(1)} images/s, peak RSS ${b.maxRssMB.toFixed(0)} MB`,
+    );
     const d = await runMeasurement('tjs', common);
-    console.log(`${dtype} (d) transformers.js: ${d.rate.toFixed(1)} images/s, peak RSS ${d.maxRssMB.toFixed(0)} MB`);
+    console.log(
+      `${dtype} (d) transformers.js: ${d.rate.toFixed(1)} images/s, peak RSS ${d.maxRssMB.toFixed(0)} MB`,
+    );
     const gt = await runMeasurement('glimpse-text', common);
     const tt = await runMeasurement('tjs-text', common);
-    console.log(`${dtype} captions: glimpse ${gt.rate.toFixed(1)} texts/s, transformers.js ${tt.rate.toFixed(1)} texts/s`);
+    console.log(
+      `${dtype} captions: glimpse ${gt.rate.toFixed(1)} texts/s, transformers.js ${tt.rate.toFixed(1)} texts/s`,
+    );
     const row = {
       dtype,
       '(a) infer img/s': a.rate,
@@ -170,11 +210,25 @@ async function main(): Promise<void> {
       'texts ratio': gt.rate / tt.rate,
     };
     rows.push(row);
-    results.push({ dtype, inferenceOnly: a, glimpse: b, transformersJs: d, glimpseText: gt, transformersJsText: tt });
+    results.push({
+      dtype,
+      inferenceOnly: a,
+      glimpse: b,
+      transformersJs: d,
+      glimpseText: gt,
+      transformersJsText: tt,
+    });
   }
   console.log('');
   printTable(rows);
-  const path = await writeJson('embed.json', { bench: 'embed', machine: machine(), images: count, texts, batch, results });
+  const path = await writeJson('embed.json', {
+    bench: 'embed',
+    machine: machine(),
+    images: count,
+    texts,
+    batch,
+    results,
+  });
   console.log(`\nwrote ${path}`);
 }
 

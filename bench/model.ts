@@ -24,7 +24,8 @@ const spec = ARCH_SPECS['vit-b-32'];
 
 function textMacs(length: number): number {
   const t = spec.text;
-  const perLayer = 4 * length * t.hidden * t.hidden + 2 * length * length * t.hidden + 2 * length * t.hidden * t.mlp;
+  const perLayer =
+    4 * length * t.hidden * t.hidden + 2 * length * length * t.hidden + 2 * length * t.hidden * t.mlp;
   return t.layers * perLayer + t.hidden * spec.projectionDim;
 }
 
@@ -47,12 +48,28 @@ async function matmulCeiling(kind: 'fp32' | 'int8'): Promise<number> {
   const feeds =
     kind === 'fp32'
       ? {
-          a: new ort.Tensor('float32', Float32Array.from({ length: M * K }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5), [M, K]),
-          b: new ort.Tensor('float32', Float32Array.from({ length: K * N }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5), [K, N]),
+          a: new ort.Tensor(
+            'float32',
+            Float32Array.from({ length: M * K }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5),
+            [M, K],
+          ),
+          b: new ort.Tensor(
+            'float32',
+            Float32Array.from({ length: K * N }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5),
+            [K, N],
+          ),
         }
       : {
-          a: new ort.Tensor('uint8', Uint8Array.from({ length: M * K }, (_, i) => (i * 7919) % 251), [M, K]),
-          b: new ort.Tensor('int8', Int8Array.from({ length: K * N }, (_, i) => ((i * 104729) % 255) - 127), [K, N]),
+          a: new ort.Tensor(
+            'uint8',
+            Uint8Array.from({ length: M * K }, (_, i) => (i * 7919) % 251),
+            [M, K],
+          ),
+          b: new ort.Tensor(
+            'int8',
+            Int8Array.from({ length: K * N }, (_, i) => ((i * 104729) % 255) - 127),
+            [K, N],
+          ),
         };
   const times = await timeRuns(() => session.run(feeds), Math.min(seconds, 3), 5);
   await session.release();
@@ -63,7 +80,9 @@ const modelDir = await ensureSynthModel('vit-b-32', 0);
 console.log(`model: ${modelDir}`);
 const fp32Ceiling = await matmulCeiling('fp32');
 const int8Ceiling = await matmulCeiling('int8');
-console.log(`ceiling: fp32 MatMul ${fp32Ceiling.toFixed(1)} GFLOP/s, int8 MatMulInteger ${int8Ceiling.toFixed(1)} GOP/s`);
+console.log(
+  `ceiling: fp32 MatMul ${fp32Ceiling.toFixed(1)} GFLOP/s, int8 MatMulInteger ${int8Ceiling.toFixed(1)} GOP/s`,
+);
 
 const captions = sampleCaptions(64, 1);
 const rows: Record<string, string | number>[] = [];
@@ -79,7 +98,9 @@ for (const dtype of dtypes) {
     const pixels = Float32Array.from({ length: b * 3 * 224 * 224 }, (_, i) => Math.sin(i * 0.37) * 1.5);
     const vt = median(await timeRuns(() => vision.embed(pixels, b, 224, 224), seconds));
     const enc = tokenizer.encodeBatch(captions.slice(0, b));
-    const tt = median(await timeRuns(() => text.embed(enc.inputIds, enc.attentionMask, enc.batch, enc.length), seconds));
+    const tt = median(
+      await timeRuns(() => text.embed(enc.inputIds, enc.attentionMask, enc.batch, enc.length), seconds),
+    );
     const imagesPerSecond = b / vt;
     const textsPerSecond = b / tt;
     const visionGflops = (2 * visionMacs(spec) * imagesPerSecond) / 1e9;
@@ -97,7 +118,9 @@ for (const dtype of dtypes) {
     };
     rows.push(row);
     results.push(row);
-    console.log(`${dtype} batch ${b}: ${imagesPerSecond.toFixed(1)} images/s, ${textsPerSecond.toFixed(1)} texts/s`);
+    console.log(
+      `${dtype} batch ${b}: ${imagesPerSecond.toFixed(1)} images/s, ${textsPerSecond.toFixed(1)} texts/s`,
+    );
   }
   await vision.close();
   await text.close();

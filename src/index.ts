@@ -49,7 +49,12 @@ export {
   type PreprocessMode,
   type ImageCrop,
 } from './decode/preprocess.js';
-export { cleanClipText, createClipTokenizer, loadClipTokenizer, type ClipTokenizer } from './decode/tokenize.js';
+export {
+  cleanClipText,
+  createClipTokenizer,
+  loadClipTokenizer,
+  type ClipTokenizer,
+} from './decode/tokenize.js';
 export { DecodePool, type DecodeLimits, type DecodeResult } from './decode/pool.js';
 
 // infer
@@ -64,9 +69,19 @@ export {
 } from './infer/onnx.js';
 
 // sinks and formats
-export { PartitionWriter, partitionName, type OutputDtype, type FailureRecord } from './sinks/clip-retrieval.js';
+export {
+  PartitionWriter,
+  partitionName,
+  type OutputDtype,
+  type FailureRecord,
+} from './sinks/clip-retrieval.js';
 export { encodeNpyHeader, parseNpyHeader, float32ToFloat16, float16ToFloat32 } from './formats/npy.js';
-export { encodeParquet, readParquetMetadata, readParquetColumns, type ParquetColumn } from './formats/parquet.js';
+export {
+  encodeParquet,
+  readParquetMetadata,
+  readParquetColumns,
+  type ParquetColumn,
+} from './formats/parquet.js';
 
 // pipeline: the model API and the embed job
 export { loadModel, ClipModel, type LoadModelOptions, type ImageInput } from './pipeline/model.js';

@@ -14,7 +14,15 @@ import { parseNpyHeader, float16ToFloat32 } from '../src/formats/npy.js';
 import type { ProgressEvent } from '../src/core/progress.js';
 import { collect, debianPython, edgeDir, photosDir, run, runCli, startCli, tempDir } from './helpers/cli.js';
 
-const CLIP_RETRIEVAL_IMAGES = ['123_456.jpg', '208_495.jpg', '321_421.jpg', '389_535.jpg', '416_264.jpg', '456_123.jpg', '524_316.jpg'];
+const CLIP_RETRIEVAL_IMAGES = [
+  '123_456.jpg',
+  '208_495.jpg',
+  '321_421.jpg',
+  '389_535.jpg',
+  '416_264.jpg',
+  '456_123.jpg',
+  '524_316.jpg',
+];
 const BROKEN_EDGE = ['corrupt-header.jpg', 'truncated.jpg', 'truncated.png'];
 
 let modelDir: string;
@@ -25,22 +33,32 @@ async function readNpy(path: string): Promise<{ shape: number[]; dtype: string; 
   const bytes = new Uint8Array(await readFile(path));
   const h = parseNpyHeader(bytes, path);
   const body = bytes.slice(h.headerLength);
-  const data = h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
+  const data =
+    h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
   return { shape: [...h.shape], dtype: h.dtype, data };
 }
 
 /** numpy (an independent reader) loads the file: shape, dtype, row norms. */
-async function numpyInfo(path: string): Promise<{ shape: number[]; dtype: string; minNorm: number; maxNorm: number }> {
+async function numpyInfo(
+  path: string,
+): Promise<{ shape: number[]; dtype: string; minNorm: number; maxNorm: number }> {
   const script = [
     'import json, sys, numpy as np',
     'a = np.load(sys.argv[1])',
     'n = np.linalg.norm(a.astype(np.float64), axis=1)',
     'print(json.dumps({"shape": list(a.shape), "dtype": str(a.dtype), "minNorm": float(n.min()), "maxNorm": float(n.max()), "c": bool(a.flags["C_CONTIGUOUS"])}))',
   ].join('\n');
-  return JSON.parse(await run(debianPython, ['-c', script, path])) as { shape: number[]; dtype: string; minNorm: number; maxNorm: number };
+  return JSON.parse(await run(debianPython, ['-c', script, path])) as {
+    shape: number[];
+    dtype: string;
+    minNorm: number;
+    maxNorm: number;
+  };
 }
 
-async function duckRows(path: string): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
+async function duckRows(
+  path: string,
+): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
   const instance = await DuckDBInstance.create(':memory:');
   const conn = await instance.connect();
   const reader = await conn.runAndReadAll(`SELECT * FROM read_parquet('${path.replace(/'/g, "''")}')`);
@@ -81,10 +99,23 @@ describe('glimpse embed (CLI, tiny model)', () => {
     await mkdir(input);
     for (const f of CLIP_RETRIEVAL_IMAGES) await copyFile(join(photosDir, f), join(input, f));
     const out = join(work, 'cr-out');
-    const r = await runCli(['embed', input, out, '--model', modelDir, '--write-batch-size', '4', '--batch-size', '3']);
+    const r = await runCli([
+      'embed',
+      input,
+      out,
+      '--model',
+      modelDir,
+      '--write-batch-size',
+      '4',
+      '--batch-size',
+      '3',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((await readdir(join(out, 'img_emb'))).sort(), ['img_emb_0.npy', 'img_emb_1.npy']);
-    assert.deepEqual((await readdir(join(out, 'metadata'))).sort(), ['metadata_0.parquet', 'metadata_1.parquet']);
+    assert.deepEqual((await readdir(join(out, 'metadata'))).sort(), [
+      'metadata_0.parquet',
+      'metadata_1.parquet',
+    ]);
     // no captions in the folder: text is off by default, so no text_emb/
     assert.deepEqual((await readdir(out)).sort(), ['glimpse.json', 'img_emb', 'metadata', 'stats']);
 
@@ -94,7 +125,10 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.deepEqual(np1.shape, [3, model.dimension]);
     assert.equal(np0.dtype, 'float16');
     for (const n of [np0, np1]) {
-      assert.ok(Math.abs(n.minNorm - 1) < 2e-3 && Math.abs(n.maxNorm - 1) < 2e-3, `rows are L2-normalized: ${JSON.stringify(n)}`);
+      assert.ok(
+        Math.abs(n.minNorm - 1) < 2e-3 && Math.abs(n.maxNorm - 1) < 2e-3,
+        `rows are L2-normalized: ${JSON.stringify(n)}`,
+      );
     }
 
     const m0 = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
@@ -123,8 +157,16 @@ describe('glimpse embed (CLI, tiny model)', () => {
       counts: { samples: number; embedded: number; failed: number; partitions: number };
     };
     assert.equal(info.model.hash, model.fingerprint.hash);
-    assert.deepEqual(info.counts, { samples: 7, embedded: 7, failed: 0, partitions: 2, images_without_caption: 0 });
-    const stats0 = JSON.parse(await readFile(join(out, 'stats', 'stats_0.json'), 'utf8')) as { sample_count: number };
+    assert.deepEqual(info.counts, {
+      samples: 7,
+      embedded: 7,
+      failed: 0,
+      partitions: 2,
+      images_without_caption: 0,
+    });
+    const stats0 = JSON.parse(await readFile(join(out, 'stats', 'stats_0.json'), 'utf8')) as {
+      sample_count: number;
+    };
     assert.equal(stats0.sample_count, 4);
   });
 
@@ -142,8 +184,15 @@ describe('glimpse embed (CLI, tiny model)', () => {
     const r = await runCli(['embed', input, out, '--model', modelDir, '--batch-size', '4']);
     assert.equal(r.code, 0, r.stderr);
 
-    const expectFailed = [...BROKEN_EDGE.map((f) => join(input, 'sub', f)), join(input, 'not-an-image.jpg'), join(input, 'empty.PNG')].sort();
-    const expectGood = [...photos.map((f) => join(input, f)), ...edges.filter((f) => !BROKEN_EDGE.includes(f)).map((f) => join(input, 'sub', f))].sort();
+    const expectFailed = [
+      ...BROKEN_EDGE.map((f) => join(input, 'sub', f)),
+      join(input, 'not-an-image.jpg'),
+      join(input, 'empty.PNG'),
+    ].sort();
+    const expectGood = [
+      ...photos.map((f) => join(input, f)),
+      ...edges.filter((f) => !BROKEN_EDGE.includes(f)).map((f) => join(input, 'sub', f)),
+    ].sort();
 
     const failures = (await readFile(join(out, 'failures', 'failures_0.jsonl'), 'utf8'))
       .trim()
@@ -155,10 +204,16 @@ describe('glimpse embed (CLI, tiny model)', () => {
       assert.ok(f.message.length > 10);
     }
     const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
-    assert.deepEqual(meta.rows.map((r) => r['image_path']), expectGood);
+    assert.deepEqual(
+      meta.rows.map((r) => r['image_path']),
+      expectGood,
+    );
     const npy = await numpyInfo(join(out, 'img_emb', 'img_emb_0.npy'));
     assert.deepEqual(npy.shape, [expectGood.length, model.dimension]);
-    const stats = JSON.parse(await readFile(join(out, 'stats', 'stats_0.json'), 'utf8')) as { sample_count: number; failed_count: number };
+    const stats = JSON.parse(await readFile(join(out, 'stats', 'stats_0.json'), 'utf8')) as {
+      sample_count: number;
+      failed_count: number;
+    };
     assert.equal(stats.sample_count, expectGood.length);
     assert.equal(stats.failed_count, expectFailed.length);
   });
@@ -168,7 +223,10 @@ describe('glimpse embed (CLI, tiny model)', () => {
     await mkdir(join(input, 'b'), { recursive: true });
     await copyFile(join(photosDir, '123_456.jpg'), join(input, 'a.jpg'));
     await writeFile(join(input, 'a.txt'), 'a photo of a dog');
-    await writeFile(join(input, 'a.json'), JSON.stringify({ url: 'http://x/a', exif: { w: 3, model: 'X' }, caption: 'dropped', tags: ['t1'] }));
+    await writeFile(
+      join(input, 'a.json'),
+      JSON.stringify({ url: 'http://x/a', exif: { w: 3, model: 'X' }, caption: 'dropped', tags: ['t1'] }),
+    );
     await copyFile(join(photosDir, '208_495.jpg'), join(input, 'b', 'B.JPG'));
     await writeFile(join(input, 'b', 'B.txt'), 'A Cat &amp; a hat');
     await writeFile(join(input, 'b', 'B.json'), JSON.stringify({ url: 'http://x/b', score: 0.5 }));
@@ -198,8 +256,13 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.deepEqual(img.shape, [2, model.dimension]);
     const lib = await model.embedTexts(['a photo of a dog', 'A Cat &amp; a hat']);
     const d = model.dimension;
-    for (let i = 0; i < 2; i++) assert.ok(cosine(text.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d)) > 0.9999);
-    const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as { counts: { images_without_caption: number } };
+    for (let i = 0; i < 2; i++)
+      assert.ok(
+        cosine(text.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d)) > 0.9999,
+      );
+    const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as {
+      counts: { images_without_caption: number };
+    };
     assert.equal(info.counts.images_without_caption, 1);
   });
 
@@ -214,7 +277,10 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.deepEqual((await readdir(out)).sort(), ['glimpse.json', 'metadata', 'stats', 'text_emb']);
     const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
     assert.deepEqual(meta.columns, ['caption']);
-    assert.deepEqual(meta.rows.map((r) => r['caption']), texts);
+    assert.deepEqual(
+      meta.rows.map((r) => r['caption']),
+      texts,
+    );
     assert.deepEqual((await numpyInfo(join(out, 'text_emb', 'text_emb_0.npy'))).shape, [4, model.dimension]);
 
     const imgIn = join(work, 'captioned-images');
@@ -222,7 +288,17 @@ describe('glimpse embed (CLI, tiny model)', () => {
     await copyFile(join(photosDir, '123_456.jpg'), join(imgIn, 'x.jpg'));
     await writeFile(join(imgIn, 'x.txt'), 'caption ignored');
     const out2 = join(work, 'images-only-out');
-    const r2 = await runCli(['embed', imgIn, out2, '--model', modelDir, '--enable-text', 'false', '--output-dtype', 'float32']);
+    const r2 = await runCli([
+      'embed',
+      imgIn,
+      out2,
+      '--model',
+      modelDir,
+      '--enable-text',
+      'false',
+      '--output-dtype',
+      'float32',
+    ]);
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual((await readdir(out2)).sort(), ['glimpse.json', 'img_emb', 'metadata', 'stats']);
     const info = await numpyInfo(join(out2, 'img_emb', 'img_emb_0.npy'));
@@ -246,7 +322,8 @@ describe('glimpse embed (CLI, tiny model)', () => {
     const r2 = await runCli(['embed', input, out2, '--model', modelDir, '--output-partition-count', '3']);
     assert.equal(r2.code, 0, r2.stderr);
     const rows = [];
-    for (const n of (await readdir(join(out2, 'img_emb'))).sort()) rows.push((await numpyInfo(join(out2, 'img_emb', n))).shape[0]);
+    for (const n of (await readdir(join(out2, 'img_emb'))).sort())
+      rows.push((await numpyInfo(join(out2, 'img_emb', n))).shape[0]);
     assert.deepEqual(rows, [4, 4, 3]);
   });
 
@@ -278,9 +355,23 @@ describe('glimpse embed (CLI, tiny model)', () => {
     const input = join(work, 'big');
     await mkdir(input);
     const photos = (await readdir(photosDir)).filter((f) => f.endsWith('.jpg'));
-    for (let i = 0; i < 400; i++) await copyFile(join(photosDir, photos[i % photos.length]!), join(input, `img_${String(i).padStart(4, '0')}.jpg`));
+    for (let i = 0; i < 400; i++)
+      await copyFile(
+        join(photosDir, photos[i % photos.length]!),
+        join(input, `img_${String(i).padStart(4, '0')}.jpg`),
+      );
     const out = join(work, 'big-out');
-    const child = startCli(['embed', input, out, '--model', modelDir, '--write-batch-size', '100', '--batch-size', '8']);
+    const child = startCli([
+      'embed',
+      input,
+      out,
+      '--model',
+      modelDir,
+      '--write-batch-size',
+      '100',
+      '--batch-size',
+      '8',
+    ]);
     const done = collect(child);
     // Wait until the first partition is committed, then interrupt.
     for (let i = 0; i < 600; i++) {
@@ -298,7 +389,11 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.ok(statsFiles.length >= 1 && statsFiles.length < 4);
     for (const sub of ['img_emb', 'metadata']) {
       const files = await readdir(join(out, sub));
-      assert.equal(files.filter((f) => f.startsWith('.')).length, 0, `no temp files left in ${sub}: ${files.join(', ')}`);
+      assert.equal(
+        files.filter((f) => f.startsWith('.')).length,
+        0,
+        `no temp files left in ${sub}: ${files.join(', ')}`,
+      );
       assert.equal(files.length, statsFiles.length, `${sub} has exactly the committed partitions`);
     }
     for (const f of await readdir(join(out, 'img_emb'))) {
@@ -335,7 +430,12 @@ describe('runEmbedJob (library)', () => {
     const controller = new AbortController();
     controller.abort();
     await assert.rejects(
-      runEmbedJob({ input: join(work, 'cr-images'), output: join(work, 'aborted-out'), model: modelDir, signal: controller.signal }),
+      runEmbedJob({
+        input: join(work, 'cr-images'),
+        output: join(work, 'aborted-out'),
+        model: modelDir,
+        signal: controller.signal,
+      }),
       (err: { code?: string }) => err.code === 'GLIMPSE_E_ABORTED',
     );
   });

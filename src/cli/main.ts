@@ -7,7 +7,9 @@ import { registerEmbedCommand } from './commands/embed.js';
 import { registerEmbedOneCommand } from './commands/embed-one.js';
 import { registerModelSynthCommand } from './commands/model-synth.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -37,7 +39,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error ${err.code}: ${err.message}\n`);
       return err.code === 'GLIMPSE_E_ABORTED' ? 130 : 1;
     }
-    process.stderr.write(`error GLIMPSE_E_INTERNAL: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `error GLIMPSE_E_INTERNAL: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     return 1;
   }
 }

@@ -4,7 +4,10 @@ import { InvalidArgumentError } from 'commander';
 export function parseIntOption(name: string): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`Expected a positive integer for ${name} but received ${JSON.stringify(value)}`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new InvalidArgumentError(
+        `Expected a positive integer for ${name} but received ${JSON.stringify(value)}`,
+      );
     return n;
   };
 }
@@ -14,6 +17,8 @@ export function parseBoolOption(name: string): (value: string | undefined) => bo
   return (value: string | undefined) => {
     if (value === undefined || value === 'true' || value === '1' || value === 'yes') return true;
     if (value === 'false' || value === '0' || value === 'no') return false;
-    throw new InvalidArgumentError(`Expected true or false for ${name} but received ${JSON.stringify(value)}`);
+    throw new InvalidArgumentError(
+      `Expected true or false for ${name} but received ${JSON.stringify(value)}`,
+    );
   };
 }

@@ -6,7 +6,11 @@ function formatEta(seconds: number | undefined): string {
   const s = Math.round(seconds);
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return h > 0
+    ? `${h}h${String(m).padStart(2, '0')}m`
+    : m > 0
+      ? `${m}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
 }
 
 /**
@@ -38,7 +42,9 @@ export function createCliProgress(options: { tty?: boolean; logEveryMs?: number;
         downloadBar.update(e.loaded, { file: e.file });
       } else if (Date.now() - lastLog > logEveryMs || (e.total !== undefined && e.loaded === e.total)) {
         lastLog = Date.now();
-        process.stderr.write(`download ${e.file}: ${e.loaded}${e.total !== undefined ? `/${e.total}` : ''} bytes\n`);
+        process.stderr.write(
+          `download ${e.file}: ${e.loaded}${e.total !== undefined ? `/${e.total}` : ''} bytes\n`,
+        );
       }
       return;
     }
@@ -72,7 +78,9 @@ export function createCliProgress(options: { tty?: boolean; logEveryMs?: number;
     }
     bar?.stop();
     bar = undefined;
-    process.stderr.write(`${e.task}: ${e.done} ${unit} in ${e.seconds.toFixed(1)} s (${(e.done / Math.max(e.seconds, 1e-9)).toFixed(1)}/s), failed ${e.failed}\n`);
+    process.stderr.write(
+      `${e.task}: ${e.done} ${unit} in ${e.seconds.toFixed(1)} s (${(e.done / Math.max(e.seconds, 1e-9)).toFixed(1)}/s), failed ${e.failed}\n`,
+    );
   };
   return {
     onProgress,

@@ -52,7 +52,8 @@ interface WorkerSlot {
  * Node 20 workers do not inherit tsx's loader, so a one-line bootstrap registers it first.
  */
 function workerEntry(): { entry: URL | string; eval: boolean } {
-  if (!import.meta.url.endsWith('.ts')) return { entry: new URL('./worker.js', import.meta.url), eval: false };
+  if (!import.meta.url.endsWith('.ts'))
+    return { entry: new URL('./worker.js', import.meta.url), eval: false };
   const worker = new URL('./worker.ts', import.meta.url).href;
   const tsx = import.meta.resolve('tsx/esm/api');
   return {
@@ -91,7 +92,11 @@ export class DecodePool {
     const { entry, eval: isEval } = workerEntry();
     const worker = new Worker(entry, {
       eval: isEval,
-      workerData: { preprocess: this.options.preprocess, limits: this.options.limits ?? {}, mode: this.options.mode ?? 'exact' },
+      workerData: {
+        preprocess: this.options.preprocess,
+        limits: this.options.limits ?? {},
+        mode: this.options.mode ?? 'exact',
+      },
     });
     const slot: WorkerSlot = { worker, inFlight: new Set() };
     worker.unref();
@@ -111,7 +116,11 @@ export class DecodePool {
       for (const id of slot.inFlight) {
         const p = this.pending.get(id);
         this.pending.delete(id);
-        p?.resolve({ ok: false, code: 'GLIMPSE_E_IMAGE_DECODE_FAILED', message: `Expected the decoder to finish but its worker died: ${message}` });
+        p?.resolve({
+          ok: false,
+          code: 'GLIMPSE_E_IMAGE_DECODE_FAILED',
+          message: `Expected the decoder to finish but its worker died: ${message}`,
+        });
       }
       slot.inFlight.clear();
       const idx = this.slots.indexOf(slot);
@@ -126,7 +135,12 @@ export class DecodePool {
 
   /** Decodes one image (a local path or its bytes). Never rejects: failures come back as results. */
   decode(input: string | Uint8Array): Promise<DecodeResult> {
-    if (this.closed) return Promise.resolve({ ok: false, code: 'GLIMPSE_E_ABORTED', message: 'Expected an open decode pool but it was closed' });
+    if (this.closed)
+      return Promise.resolve({
+        ok: false,
+        code: 'GLIMPSE_E_ABORTED',
+        message: 'Expected an open decode pool but it was closed',
+      });
     let best = this.slots[0]!;
     for (const s of this.slots) if (s.inFlight.size < best.inFlight.size) best = s;
     const id = this.nextId++;
@@ -134,7 +148,11 @@ export class DecodePool {
     return new Promise<DecodeResult>((resolve) => {
       this.pending.set(id, { resolve, worker: best });
       const msg: DecodeRequest = { id, input };
-      if (typeof input !== 'string' && input.byteOffset === 0 && input.byteLength === input.buffer.byteLength) {
+      if (
+        typeof input !== 'string' &&
+        input.byteOffset === 0 &&
+        input.byteLength === input.buffer.byteLength
+      ) {
         best.worker.postMessage(msg, [input.buffer as ArrayBuffer]);
       } else {
         best.worker.postMessage(msg);
@@ -147,7 +165,11 @@ export class DecodePool {
     if (this.closed) return;
     this.closed = true;
     for (const [id, p] of this.pending) {
-      p.resolve({ ok: false, code: 'GLIMPSE_E_ABORTED', message: 'Expected the decode to finish but the pool was closed' });
+      p.resolve({
+        ok: false,
+        code: 'GLIMPSE_E_ABORTED',
+        message: 'Expected the decode to finish but the pool was closed',
+      });
       this.pending.delete(id);
     }
     await Promise.all(this.slots.map((s) => s.worker.terminate()));

@@ -182,7 +182,11 @@ export class VisionSession {
 
   async embed(pixels: Float32Array, rows: number, height: number, width: number): Promise<EmbeddingMatrix> {
     if (pixels.length !== rows * 3 * height * width) {
-      throw invalidParameterError('pixels', `a Float32Array of length ${rows * 3 * height * width}`, pixels.length);
+      throw invalidParameterError(
+        'pixels',
+        `a Float32Array of length ${rows * 3 * height * width}`,
+        pixels.length,
+      );
     }
     const dims = [rows, 3, height, width];
     const input =
@@ -193,7 +197,11 @@ export class VisionSession {
     try {
       out = await this.session.run({ pixel_values: input }, ['image_embeds']);
     } catch (err) {
-      throw new GlimpseError('GLIMPSE_E_INFER_FAILED', `Expected ${this.path} to run a batch of ${rows} but it failed: ${(err as Error).message}`, { cause: err });
+      throw new GlimpseError(
+        'GLIMPSE_E_INFER_FAILED',
+        `Expected ${this.path} to run a batch of ${rows} but it failed: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return outputMatrix(out['image_embeds'], this.path, 'image_embeds', rows, this.expectedDim);
   }
@@ -221,7 +229,10 @@ export class TextSession {
     this.hasMask = session.inputNames.includes('attention_mask');
   }
 
-  static async open(path: string, options: InferenceOptions & { expectedDim?: number } = {}): Promise<TextSession> {
+  static async open(
+    path: string,
+    options: InferenceOptions & { expectedDim?: number } = {},
+  ): Promise<TextSession> {
     const session = await openSession(path, options);
     requireNames(session, path, 'input', ['input_ids'], ['input_ids', 'attention_mask']);
     requireNames(session, path, 'output', ['text_embeds'], ['text_embeds']);
@@ -237,13 +248,19 @@ export class TextSession {
     if (inputIds.length !== rows * length || attentionMask.length !== rows * length) {
       throw invalidParameterError('inputIds', `BigInt64Arrays of length ${rows * length}`, inputIds.length);
     }
-    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', inputIds, [rows, length]) };
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', inputIds, [rows, length]),
+    };
     if (this.hasMask) feeds['attention_mask'] = new ort.Tensor('int64', attentionMask, [rows, length]);
     let out: ort.InferenceSession.ReturnType;
     try {
       out = await this.session.run(feeds, ['text_embeds']);
     } catch (err) {
-      throw new GlimpseError('GLIMPSE_E_INFER_FAILED', `Expected ${this.path} to run a batch of ${rows} texts but it failed: ${(err as Error).message}`, { cause: err });
+      throw new GlimpseError(
+        'GLIMPSE_E_INFER_FAILED',
+        `Expected ${this.path} to run a batch of ${rows} texts but it failed: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return outputMatrix(out['text_embeds'], this.path, 'text_embeds', rows, this.expectedDim);
   }
@@ -255,6 +272,13 @@ export class TextSession {
 
 /** Execution devices this installation can use. */
 export function listInferenceDevices(): InferenceDevice[] {
-  const names = new Set(ort.listSupportedBackends().filter((b) => b.bundled || b.name === 'cpu').map((b) => b.name));
-  return (Object.keys(EXECUTION_PROVIDERS) as InferenceDevice[]).filter((d) => names.has(EXECUTION_PROVIDERS[d]));
+  const names = new Set(
+    ort
+      .listSupportedBackends()
+      .filter((b) => b.bundled || b.name === 'cpu')
+      .map((b) => b.name),
+  );
+  return (Object.keys(EXECUTION_PROVIDERS) as InferenceDevice[]).filter((d) =>
+    names.has(EXECUTION_PROVIDERS[d]),
+  );
 }

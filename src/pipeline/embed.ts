@@ -10,7 +10,12 @@ import { createFolderSource } from '../sources/folder.js';
 import type { Sample } from '../sources/types.js';
 import { DecodePool, type DecodeLimits, type DecodeResult } from '../decode/pool.js';
 import { normalizeCrop } from '../decode/preprocess.js';
-import { PartitionWriter, partitionName, type OutputDtype, type PartitionStats } from '../sinks/clip-retrieval.js';
+import {
+  PartitionWriter,
+  partitionName,
+  type OutputDtype,
+  type PartitionStats,
+} from '../sinks/clip-retrieval.js';
 import { loadModel, type ClipModel } from './model.js';
 
 /** The plain, validated description of an embed job that the CLI, the library and the server all build. */
@@ -64,10 +69,15 @@ export interface EmbedJobResult {
 /** Files and folders glimpse writes into an output folder (what `overwrite` replaces). */
 const OUTPUT_ENTRIES = ['img_emb', 'text_emb', 'metadata', 'failures', 'stats', 'glimpse.json'];
 
-function validate(o: EmbedJobOptions): Required<Pick<EmbedJobOptions, 'batchSize' | 'writeBatchSize' | 'outputDtype' | 'dtype'>> {
-  if (typeof o.input !== 'string' || o.input === '') throw invalidParameterError('input', 'an input folder', o.input);
-  if (typeof o.output !== 'string' || o.output === '') throw invalidParameterError('output', 'an output folder', o.output);
-  if (typeof o.model !== 'string' || o.model === '') throw invalidParameterError('model', 'a model folder or hub id', o.model);
+function validate(
+  o: EmbedJobOptions,
+): Required<Pick<EmbedJobOptions, 'batchSize' | 'writeBatchSize' | 'outputDtype' | 'dtype'>> {
+  if (typeof o.input !== 'string' || o.input === '')
+    throw invalidParameterError('input', 'an input folder', o.input);
+  if (typeof o.output !== 'string' || o.output === '')
+    throw invalidParameterError('output', 'an output folder', o.output);
+  if (typeof o.model !== 'string' || o.model === '')
+    throw invalidParameterError('model', 'a model folder or hub id', o.model);
   if (o.inputFormat !== undefined) assertOneOf('inputFormat', o.inputFormat, ['files'] as const);
   const dtype = o.dtype ?? 'fp32';
   assertOneOf('dtype', dtype, MODEL_DTYPES);
@@ -75,13 +85,17 @@ function validate(o: EmbedJobOptions): Required<Pick<EmbedJobOptions, 'batchSize
   assertPositiveInteger('batchSize', batchSize, 4096);
   const writeBatchSize = o.writeBatchSize ?? 1_000_000;
   assertPositiveInteger('writeBatchSize', writeBatchSize);
-  if (o.outputPartitionCount !== undefined) assertPositiveInteger('outputPartitionCount', o.outputPartitionCount);
+  if (o.outputPartitionCount !== undefined)
+    assertPositiveInteger('outputPartitionCount', o.outputPartitionCount);
   if (o.subsetSize !== undefined) assertPositiveInteger('subsetSize', o.subsetSize);
   if (o.numPreproWorkers !== undefined) assertPositiveInteger('numPreproWorkers', o.numPreproWorkers, 256);
   const outputDtype = o.outputDtype ?? 'float16';
   assertOneOf('outputDtype', outputDtype, ['float16', 'float32'] as const);
   if (o.enableImage === false && o.enableText === false) {
-    throw new GlimpseError('GLIMPSE_E_ARG_INVALID', 'Expected at least one of enableImage, enableText but received both false');
+    throw new GlimpseError(
+      'GLIMPSE_E_ARG_INVALID',
+      'Expected at least one of enableImage, enableText but received both false',
+    );
   }
   return { batchSize, writeBatchSize, outputDtype, dtype };
 }
@@ -95,9 +109,13 @@ async function prepareOutput(output: string, overwrite: boolean): Promise<void> 
   }
   if (entries.length > 0) {
     if (!overwrite) {
-      throw new GlimpseError('GLIMPSE_E_OUTPUT_EXISTS', `Expected a new or empty output folder but ${output} has ${entries.length} entries (pass --overwrite to replace its outputs)`);
+      throw new GlimpseError(
+        'GLIMPSE_E_OUTPUT_EXISTS',
+        `Expected a new or empty output folder but ${output} has ${entries.length} entries (pass --overwrite to replace its outputs)`,
+      );
     }
-    for (const e of entries) if (OUTPUT_ENTRIES.includes(e)) await rm(join(output, e), { recursive: true, force: true });
+    for (const e of entries)
+      if (OUTPUT_ENTRIES.includes(e)) await rm(join(output, e), { recursive: true, force: true });
   }
   await mkdir(output, { recursive: true });
 }
@@ -121,7 +139,11 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const signal = options.signal;
-  if (signal?.aborted) throw new GlimpseError('GLIMPSE_E_ABORTED', 'Expected to start the embed job but it was cancelled before it began');
+  if (signal?.aborted)
+    throw new GlimpseError(
+      'GLIMPSE_E_ABORTED',
+      'Expected to start the embed job but it was cancelled before it began',
+    );
 
   const source = await createFolderSource(options.input, {
     enableImage: options.enableImage ?? true,
@@ -131,7 +153,10 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   });
   const total = source.size ?? 0;
   if (total === 0) {
-    const hint = source.listing.imagesWithoutCaption > 0 ? ` (${source.listing.imagesWithoutCaption} images have no caption; pass --enable-text false to embed them)` : '';
+    const hint =
+      source.listing.imagesWithoutCaption > 0
+        ? ` (${source.listing.imagesWithoutCaption} images have no caption; pass --enable-text false to embed them)`
+        : '';
     throw new GlimpseError('GLIMPSE_E_SOURCE_EMPTY', `no sample found in ${options.input}${hint}`);
   }
   const enableImage = source.enableImage;
@@ -140,7 +165,8 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   await prepareOutput(options.output, options.overwrite ?? false);
 
   const partitionCount = options.outputPartitionCount ?? Math.ceil(total / writeBatchSize);
-  const perPartition = options.outputPartitionCount !== undefined ? Math.ceil(total / partitionCount) : writeBatchSize;
+  const perPartition =
+    options.outputPartitionCount !== undefined ? Math.ceil(total / partitionCount) : writeBatchSize;
 
   const model = await loadModel(options.model, {
     dtype,
@@ -151,7 +177,12 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   });
   const workers = options.numPreproWorkers ?? availableParallelism();
   const pool = enableImage
-    ? new DecodePool({ preprocess: model.folder.preprocess, workers, limits: options.limits ?? {}, mode: options.preprocessMode ?? 'exact' })
+    ? new DecodePool({
+        preprocess: model.folder.preprocess,
+        workers,
+        limits: options.limits ?? {},
+        mode: options.preprocessMode ?? 'exact',
+      })
     : undefined;
   const tracker = new ProgressTracker('embed', total, options.onProgress);
   const stats: PartitionStats[] = [];
@@ -172,14 +203,19 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
         p,
         end - start,
       );
-      const seconds = await embedRange(model, source.read({ start, end, ...(signal ? { signal } : {}) }), current, {
-        pool,
-        batchSize,
-        enableImage,
-        enableText,
-        tracker,
-        signal,
-      });
+      const seconds = await embedRange(
+        model,
+        source.read({ start, end, ...(signal ? { signal } : {}) }),
+        current,
+        {
+          pool,
+          batchSize,
+          enableImage,
+          enableText,
+          tracker,
+          signal,
+        },
+      );
       signal?.throwIfAborted();
       stats.push(await current.commit(seconds));
       current = undefined;
@@ -187,7 +223,11 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
   } catch (err) {
     await current?.abort();
     if (signal?.aborted) {
-      throw new GlimpseError('GLIMPSE_E_ABORTED', `Expected the embed job to finish but it was cancelled after ${tracker.done} samples; finished partitions were kept, unfinished ones removed`, { cause: err });
+      throw new GlimpseError(
+        'GLIMPSE_E_ABORTED',
+        `Expected the embed job to finish but it was cancelled after ${tracker.done} samples; finished partitions were kept, unfinished ones removed`,
+        { cause: err },
+      );
     }
     throw err;
   } finally {
@@ -229,8 +269,18 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
           dtype,
           preprocess_mode: options.preprocessMode ?? 'exact',
         },
-        counts: { samples: total, embedded, failed, partitions: stats.length, images_without_caption: source.listing.imagesWithoutCaption },
-        partitions: stats.map((s) => ({ name: partitionName(s.partition, partitionCount), rows: s.sample_count, failed: s.failed_count })),
+        counts: {
+          samples: total,
+          embedded,
+          failed,
+          partitions: stats.length,
+          images_without_caption: source.listing.imagesWithoutCaption,
+        },
+        partitions: stats.map((s) => ({
+          name: partitionName(s.partition, partitionCount),
+          rows: s.sample_count,
+          failed: s.failed_count,
+        })),
         started_at: startedAt,
         finished_at: new Date().toISOString(),
         seconds,
@@ -280,7 +330,14 @@ async function embedRange(
       let decoded: Promise<DecodeResult> | undefined;
       if (enableImage && pool && sample.error === undefined) {
         const input = sample.imageBytes ?? sample.imagePath;
-        decoded = input === undefined ? Promise.resolve({ ok: false, code: 'GLIMPSE_E_IMAGE_UNREADABLE', message: `Expected an image for ${sample.key} but the sample has none` }) : pool.decode(input);
+        decoded =
+          input === undefined
+            ? Promise.resolve({
+                ok: false,
+                code: 'GLIMPSE_E_IMAGE_UNREADABLE',
+                message: `Expected an image for ${sample.key} but the sample has none`,
+              })
+            : pool.decode(input);
       }
       window.push({ sample, decoded });
     }
@@ -301,12 +358,20 @@ async function embedRange(
       }
       const item = window.shift()!;
       if (item.sample.error) {
-        writer.recordFailure({ key: item.sample.key, code: item.sample.error.code, message: item.sample.error.message });
+        writer.recordFailure({
+          key: item.sample.key,
+          code: item.sample.error.code,
+          message: item.sample.error.message,
+        });
         failedHere++;
         continue;
       }
       if (enableText && typeof item.sample.caption !== 'string') {
-        writer.recordFailure({ key: item.sample.key, code: 'GLIMPSE_E_TEXT_INVALID', message: `Expected a caption for ${item.sample.key} but it has none` });
+        writer.recordFailure({
+          key: item.sample.key,
+          code: 'GLIMPSE_E_TEXT_INVALID',
+          message: `Expected a caption for ${item.sample.key} but it has none`,
+        });
         failedHere++;
         continue;
       }
@@ -365,7 +430,11 @@ async function embedRange(
       });
     } catch (err) {
       if (isGlimpseError(err)) throw err;
-      throw new GlimpseError('GLIMPSE_E_OUTPUT_WRITE_FAILED', `Expected to write embeddings but ${(err as Error).message}`, { cause: err });
+      throw new GlimpseError(
+        'GLIMPSE_E_OUTPUT_WRITE_FAILED',
+        `Expected to write embeddings but ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     timing.write += (performance.now() - t3) / 1000;
     tracker.add(batch.length + failedHere, failedHere);

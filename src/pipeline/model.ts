@@ -91,7 +91,10 @@ export class ClipModel {
   /** Preprocesses one image exactly as embedding does: float32 `[3, H, W]`, for parity checks. */
   async preprocessImage(input: ImageInput): Promise<Float32Array> {
     const bytes = await readInput(input, this.options.limits?.maxBytes);
-    return preprocessWithConfig(bytes, this.folder.preprocess, { ...this.options.limits, mode: this.options.preprocessMode ?? 'exact' });
+    return preprocessWithConfig(bytes, this.folder.preprocess, {
+      ...this.options.limits,
+      mode: this.options.preprocessMode ?? 'exact',
+    });
   }
 
   /** Token ids per text (start and end tokens included, truncated to the context length). */
@@ -103,8 +106,15 @@ export class ClipModel {
    * Embeds images (paths, URLs or bytes) into an L2-normalized `[n, d]` matrix, in input order.
    * An image that cannot be read or decoded throws its coded error (a SkipItemError).
    */
-  async embedImages(inputs: readonly ImageInput[], options: { batchSize?: number } = {}): Promise<EmbeddingMatrix> {
-    if (!Array.isArray(inputs)) throw new GlimpseError('GLIMPSE_E_ARG_INVALID', `Expected an array for inputs but received ${describeValue(inputs)}`);
+  async embedImages(
+    inputs: readonly ImageInput[],
+    options: { batchSize?: number } = {},
+  ): Promise<EmbeddingMatrix> {
+    if (!Array.isArray(inputs))
+      throw new GlimpseError(
+        'GLIMPSE_E_ARG_INVALID',
+        `Expected an array for inputs but received ${describeValue(inputs)}`,
+      );
     const batchSize = options.batchSize ?? 32;
     assertPositiveInteger('batchSize', batchSize, 4096);
     const { cropHeight: h, cropWidth: w } = this.cropSize();
@@ -123,11 +133,20 @@ export class ClipModel {
       const crops = await Promise.all(
         chunk.map(async (input, i) => {
           if (typeof input !== 'string' && !(input instanceof Uint8Array)) {
-            throw new GlimpseError('GLIMPSE_E_ARG_INVALID', `Expected a path, URL or Uint8Array for inputs[${start + i}] but received ${describeValue(input)}`);
+            throw new GlimpseError(
+              'GLIMPSE_E_ARG_INVALID',
+              `Expected a path, URL or Uint8Array for inputs[${start + i}] but received ${describeValue(input)}`,
+            );
           }
-          const source = typeof input === 'string' && /^https?:\/\//i.test(input) ? await readInput(input, this.options.limits?.maxBytes) : input;
+          const source =
+            typeof input === 'string' && /^https?:\/\//i.test(input)
+              ? await readInput(input, this.options.limits?.maxBytes)
+              : input;
           const r = await pool.decode(source);
-          if (!r.ok) throw new SkipItemError(r.code, r.message, { details: { input: typeof input === 'string' ? input : `bytes[${start + i}]` } });
+          if (!r.ok)
+            throw new SkipItemError(r.code, r.message, {
+              details: { input: typeof input === 'string' ? input : `bytes[${start + i}]` },
+            });
           return r;
         }),
       );
@@ -141,7 +160,11 @@ export class ClipModel {
 
   /** Embeds texts into an L2-normalized `[n, d]` matrix, each batch padded only to its longest text. */
   async embedTexts(texts: readonly string[], options: { batchSize?: number } = {}): Promise<EmbeddingMatrix> {
-    if (!Array.isArray(texts)) throw new GlimpseError('GLIMPSE_E_TEXT_INVALID', `Expected an array of strings for texts but received ${describeValue(texts)}`);
+    if (!Array.isArray(texts))
+      throw new GlimpseError(
+        'GLIMPSE_E_TEXT_INVALID',
+        `Expected an array of strings for texts but received ${describeValue(texts)}`,
+      );
     const batchSize = options.batchSize ?? 64;
     assertPositiveInteger('batchSize', batchSize, 4096);
     const tokenizer = await this.tokenizer();
@@ -183,7 +206,10 @@ export class ClipModel {
  */
 export async function loadModel(idOrPath: string, options: LoadModelOptions = {}): Promise<ClipModel> {
   if (typeof idOrPath !== 'string' || idOrPath.length === 0) {
-    throw new GlimpseError('GLIMPSE_E_ARG_INVALID', `Expected a model folder or hub id for model but received ${describeValue(idOrPath)}`);
+    throw new GlimpseError(
+      'GLIMPSE_E_ARG_INVALID',
+      `Expected a model folder or hub id for model but received ${describeValue(idOrPath)}`,
+    );
   }
   const resolveOptions: Parameters<typeof resolveModel>[1] = { dtype: options.dtype ?? 'fp32' };
   if (options.cacheDir !== undefined) resolveOptions.cacheDir = options.cacheDir;

@@ -76,9 +76,15 @@ class NpyStream {
       await this.handle.write(header, 0, header.length, 0);
       this.position = header.length;
     } else if (dimension !== this.dimension) {
-      throw new GlimpseError('GLIMPSE_E_MODEL_DIM_MISMATCH', `Expected embeddings of dimension ${this.dimension} for ${this.path} but received ${dimension}`);
+      throw new GlimpseError(
+        'GLIMPSE_E_MODEL_DIM_MISMATCH',
+        `Expected embeddings of dimension ${this.dimension} for ${this.path} but received ${dimension}`,
+      );
     }
-    const body = this.dtype === 'float16' ? float32ToFloat16(data.subarray(0, rows * dimension)) : data.subarray(0, rows * dimension);
+    const body =
+      this.dtype === 'float16'
+        ? float32ToFloat16(data.subarray(0, rows * dimension))
+        : data.subarray(0, rows * dimension);
     const bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
     await this.handle!.write(bytes, 0, bytes.length, this.position);
     this.position += bytes.length;
@@ -92,7 +98,10 @@ class NpyStream {
     if (header.length !== this.headerLength) {
       // Keep the data offset: pad (or, never needed in practice, fail) to the placeholder's length.
       if (header.length > this.headerLength) {
-        throw new GlimpseError('GLIMPSE_E_INTERNAL', `Expected the npy header of ${this.path} to fit ${this.headerLength} bytes`);
+        throw new GlimpseError(
+          'GLIMPSE_E_INTERNAL',
+          `Expected the npy header of ${this.path} to fit ${this.headerLength} bytes`,
+        );
       }
       header = padNpyHeader(header, this.headerLength);
     }
@@ -161,14 +170,22 @@ export class PartitionWriter {
   async append(batch: PartitionRows): Promise<void> {
     if (batch.rows === 0) return;
     if (batch.meta.length !== batch.rows) {
-      throw new GlimpseError('GLIMPSE_E_INTERNAL', `Expected ${batch.rows} metadata rows but received ${batch.meta.length}`);
+      throw new GlimpseError(
+        'GLIMPSE_E_INTERNAL',
+        `Expected ${batch.rows} metadata rows but received ${batch.meta.length}`,
+      );
     }
     if (this.img) {
-      if (!batch.imageEmbeddings) throw new GlimpseError('GLIMPSE_E_INTERNAL', 'Expected image embeddings for an image-enabled partition');
+      if (!batch.imageEmbeddings)
+        throw new GlimpseError(
+          'GLIMPSE_E_INTERNAL',
+          'Expected image embeddings for an image-enabled partition',
+        );
       await this.img.append(batch.imageEmbeddings, batch.rows, batch.imageEmbeddings.length / batch.rows);
     }
     if (this.text) {
-      if (!batch.textEmbeddings) throw new GlimpseError('GLIMPSE_E_INTERNAL', 'Expected text embeddings for a text-enabled partition');
+      if (!batch.textEmbeddings)
+        throw new GlimpseError('GLIMPSE_E_INTERNAL', 'Expected text embeddings for a text-enabled partition');
       await this.text.append(batch.textEmbeddings, batch.rows, batch.textEmbeddings.length / batch.rows);
     }
     for (const m of batch.meta) {
@@ -191,9 +208,15 @@ export class PartitionWriter {
     const name = partitionName(this.partition, partitionCount);
     try {
       if (this.rows > 0) {
-        const fixed = [...(this.options.enableImage ? ['image_path'] : []), ...(this.options.enableText ? ['caption'] : [])];
+        const fixed = [
+          ...(this.options.enableImage ? ['image_path'] : []),
+          ...(this.options.enableText ? ['caption'] : []),
+        ];
         const columns = buildMetadataColumns(this.meta, fixed);
-        await writeFileAtomic(join(outDir, 'metadata', `metadata_${name}.parquet`), await encodeParquet(columns));
+        await writeFileAtomic(
+          join(outDir, 'metadata', `metadata_${name}.parquet`),
+          await encodeParquet(columns),
+        );
       }
       await this.text?.commit();
       await this.img?.commit();
@@ -211,12 +234,19 @@ export class PartitionWriter {
         failures_by_code: byCode,
         seconds,
       };
-      await writeFileAtomic(join(outDir, 'stats', `stats_${name}.json`), JSON.stringify(stats, null, 2) + '\n');
+      await writeFileAtomic(
+        join(outDir, 'stats', `stats_${name}.json`),
+        JSON.stringify(stats, null, 2) + '\n',
+      );
       return stats;
     } catch (err) {
       await this.abort();
       if (err instanceof GlimpseError) throw err;
-      throw new GlimpseError('GLIMPSE_E_OUTPUT_WRITE_FAILED', `Expected to write partition ${name} in ${outDir} but ${(err as Error).message}`, { cause: err });
+      throw new GlimpseError(
+        'GLIMPSE_E_OUTPUT_WRITE_FAILED',
+        `Expected to write partition ${name} in ${outDir} but ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 

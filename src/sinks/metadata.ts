@@ -39,7 +39,10 @@ function toCell(v: unknown): Cell {
  * value is a boolean, INT64 when every value is a safe integer, DOUBLE when every value is a number,
  * otherwise STRING (other values as JSON text). Missing values are nulls.
  */
-export function buildMetadataColumns(rows: readonly Record<string, unknown>[], fixed: readonly string[] = []): ParquetColumn[] {
+export function buildMetadataColumns(
+  rows: readonly Record<string, unknown>[],
+  fixed: readonly string[] = [],
+): ParquetColumn[] {
   const names: string[] = [...fixed];
   const seen = new Set(names);
   for (const row of rows) {
@@ -55,7 +58,8 @@ export function buildMetadataColumns(rows: readonly Record<string, unknown>[], f
     const present = cells.filter((c): c is Exclude<Cell, null> => c !== null);
     let type: ParquetColumn['type'] = 'STRING';
     if (present.length > 0 && present.every((c) => typeof c === 'boolean')) type = 'BOOLEAN';
-    else if (present.length > 0 && present.every((c) => typeof c === 'number' && Number.isSafeInteger(c))) type = 'INT64';
+    else if (present.length > 0 && present.every((c) => typeof c === 'number' && Number.isSafeInteger(c)))
+      type = 'INT64';
     else if (present.length > 0 && present.every((c) => typeof c === 'number')) type = 'DOUBLE';
     const data =
       type === 'STRING'

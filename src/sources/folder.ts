@@ -8,7 +8,22 @@ import type { Sample, SampleSource } from './types.js';
  * Formats the decoder turns out not to read (a BMP variant, say) are recorded per item, never fatal.
  */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  'jpg', 'jpeg', 'jpe', 'jfif', 'png', 'apng', 'webp', 'avif', 'gif', 'tif', 'tiff', 'heic', 'heif', 'bmp', 'jp2', 'jxl',
+  'jpg',
+  'jpeg',
+  'jpe',
+  'jfif',
+  'png',
+  'apng',
+  'webp',
+  'avif',
+  'gif',
+  'tif',
+  'tiff',
+  'heic',
+  'heif',
+  'bmp',
+  'jp2',
+  'jxl',
 ]);
 
 export interface FolderSourceOptions {
@@ -56,17 +71,28 @@ export async function createFolderSource(
   try {
     info = await stat(folder);
   } catch (err) {
-    throw new GlimpseError('GLIMPSE_E_SOURCE_NOT_FOUND', `Expected an input folder at ${folder} but it does not exist`, {
-      cause: err,
-    });
+    throw new GlimpseError(
+      'GLIMPSE_E_SOURCE_NOT_FOUND',
+      `Expected an input folder at ${folder} but it does not exist`,
+      {
+        cause: err,
+      },
+    );
   }
   if (!info.isDirectory()) {
-    throw new GlimpseError('GLIMPSE_E_SOURCE_NOT_FOUND', `Expected an input folder at ${folder} but it is not a folder`);
+    throw new GlimpseError(
+      'GLIMPSE_E_SOURCE_NOT_FOUND',
+      `Expected an input folder at ${folder} but it is not a folder`,
+    );
   }
 
   const names = (await readdir(folder, { recursive: true, withFileTypes: true }))
     .filter((d) => d.isFile())
-    .map((d) => relative(folder, join(d.parentPath ?? d.path, d.name)).split(sep).join('/'));
+    .map((d) =>
+      relative(folder, join(d.parentPath ?? d.path, d.name))
+        .split(sep)
+        .join('/'),
+    );
   names.sort();
 
   // Group by stem (relative path without its last extension); images keep their full name as key.
@@ -104,7 +130,9 @@ export async function createFolderSource(
       samples.push(s);
     }
   } else if (enableText) {
-    for (const [stem, entry] of [...byStem.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    for (const [stem, entry] of [...byStem.entries()].sort((a, b) =>
+      a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0,
+    )) {
       if (entry.caption === undefined) continue;
       const s: { key: string; caption?: string; json?: string } = { key: stem, caption: entry.caption };
       if (enableMetadata && entry.json !== undefined) s.json = entry.json;
@@ -132,18 +160,26 @@ export async function createFolderSource(
           try {
             caption = await readFile(prefix(s.caption), 'utf8');
           } catch (err) {
-            error = { code: 'GLIMPSE_E_SOURCE_SIDECAR_INVALID', message: `Expected a readable caption file ${prefix(s.caption)} but reading failed: ${(err as Error).message}` };
+            error = {
+              code: 'GLIMPSE_E_SOURCE_SIDECAR_INVALID',
+              message: `Expected a readable caption file ${prefix(s.caption)} but reading failed: ${(err as Error).message}`,
+            };
           }
         }
         if (s.json !== undefined && error === undefined) {
           try {
             const parsed: unknown = JSON.parse(await readFile(prefix(s.json), 'utf8'));
             if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-              throw new Error(`the top level is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not an object`);
+              throw new Error(
+                `the top level is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not an object`,
+              );
             }
             meta = parsed as Record<string, unknown>;
           } catch (err) {
-            error = { code: 'GLIMPSE_E_SOURCE_SIDECAR_INVALID', message: `Expected a JSON object in ${prefix(s.json)} but ${(err as Error).message}` };
+            error = {
+              code: 'GLIMPSE_E_SOURCE_SIDECAR_INVALID',
+              message: `Expected a JSON object in ${prefix(s.json)} but ${(err as Error).message}`,
+            };
           }
         }
         const sample: { -readonly [K in keyof Sample]: Sample[K] } = { key: prefix(s.key), index: i };

@@ -18,7 +18,10 @@ export interface CliResult {
 }
 
 /** Starts the glimpse CLI from source (tsx), as a child process. */
-export function startCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+export function startCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
     cwd: options.cwd ?? repoRoot,
     env: { ...process.env, ...options.env },
@@ -27,7 +30,10 @@ export function startCli(args: string[], options: { cwd?: string; env?: NodeJS.P
 }
 
 /** Runs the glimpse CLI to completion. */
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
   const child = startCli(args, options);
   return collect(child);
 }

@@ -23,7 +23,10 @@ export function registerEmbedOneCommand(program: Command): void {
     .option('--offline', 'never download models')
     .action(async (image: string | undefined, flags: EmbedOneFlags) => {
       if ((image === undefined) === (flags.text === undefined)) {
-        throw new GlimpseError('GLIMPSE_E_ARG_INVALID', `Expected exactly one of <image>, --text but received ${image === undefined ? 'neither' : 'both'}`);
+        throw new GlimpseError(
+          'GLIMPSE_E_ARG_INVALID',
+          `Expected exactly one of <image>, --text but received ${image === undefined ? 'neither' : 'both'}`,
+        );
       }
       const model = await loadModel(flags.model, {
         dtype: flags.dtype,
@@ -32,7 +35,8 @@ export function registerEmbedOneCommand(program: Command): void {
         ...(flags.offline !== undefined ? { offline: flags.offline } : {}),
       });
       try {
-        const m = flags.text !== undefined ? await model.embedTexts([flags.text]) : await model.embedImages([image!]);
+        const m =
+          flags.text !== undefined ? await model.embedTexts([flags.text]) : await model.embedImages([image!]);
         process.stdout.write(JSON.stringify(Array.from(m.data, (v) => Number(v.toFixed(6)))) + '\n');
       } finally {
         await model.close();

@@ -32,19 +32,42 @@ interface EmbedFlags {
 export function registerEmbedCommand(program: Command): void {
   program
     .command('embed')
-    .description('embed a folder of images (+ x.txt captions, x.json metadata) into img_emb/, text_emb/, metadata/')
+    .description(
+      'embed a folder of images (+ x.txt captions, x.json metadata) into img_emb/, text_emb/, metadata/',
+    )
     .argument('<input>', 'input folder')
     .argument('<output>', 'output folder (new or empty; see --overwrite)')
     .option('--model <id|dir>', 'model folder or hub id', 'openai/clip-vit-base-patch32')
     .option('--dtype <fp32|fp16|q8>', 'ONNX precision variant', 'fp32')
     .option('--input-format <files>', 'input format', 'files')
     .option('--batch-size <n>', 'images per inference batch (default 32)', parseIntOption('--batch-size'))
-    .option('--num-prepro-workers <n>', 'decode worker threads (default: cores)', parseIntOption('--num-prepro-workers'))
+    .option(
+      '--num-prepro-workers <n>',
+      'decode worker threads (default: cores)',
+      parseIntOption('--num-prepro-workers'),
+    )
     .option('--enable-image [bool]', 'embed images', parseBoolOption('--enable-image'), true)
-    .option('--enable-text [bool]', 'embed captions (default: when the folder has any)', parseBoolOption('--enable-text'))
-    .option('--enable-metadata [bool]', 'write x.json keys as metadata columns', parseBoolOption('--enable-metadata'), true)
-    .option('--write-batch-size <n>', 'samples per output partition (default 1000000)', parseIntOption('--write-batch-size'))
-    .option('--output-partition-count <n>', 'exact number of partitions', parseIntOption('--output-partition-count'))
+    .option(
+      '--enable-text [bool]',
+      'embed captions (default: when the folder has any)',
+      parseBoolOption('--enable-text'),
+    )
+    .option(
+      '--enable-metadata [bool]',
+      'write x.json keys as metadata columns',
+      parseBoolOption('--enable-metadata'),
+      true,
+    )
+    .option(
+      '--write-batch-size <n>',
+      'samples per output partition (default 1000000)',
+      parseIntOption('--write-batch-size'),
+    )
+    .option(
+      '--output-partition-count <n>',
+      'exact number of partitions',
+      parseIntOption('--output-partition-count'),
+    )
     .option('--subset-size <n>', 'only the first n samples', parseIntOption('--subset-size'))
     .option('--output-dtype <float16|float32>', 'npy element type', 'float16')
     .option('--overwrite', 'replace the outputs of an existing output folder', false)
@@ -76,14 +99,16 @@ export function registerEmbedCommand(program: Command): void {
         if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
         if (flags.numPreproWorkers !== undefined) options.numPreproWorkers = flags.numPreproWorkers;
         if (flags.writeBatchSize !== undefined) options.writeBatchSize = flags.writeBatchSize;
-        if (flags.outputPartitionCount !== undefined) options.outputPartitionCount = flags.outputPartitionCount;
+        if (flags.outputPartitionCount !== undefined)
+          options.outputPartitionCount = flags.outputPartitionCount;
         if (flags.subsetSize !== undefined) options.subsetSize = flags.subsetSize;
         if (flags.threads !== undefined) options.intraOpThreads = flags.threads;
         if (flags.cacheDir !== undefined) options.cacheDir = flags.cacheDir;
         if (flags.offline !== undefined) options.offline = flags.offline;
         const limits: NonNullable<EmbedJobOptions['limits']> = {};
         if (flags.maxPixels !== undefined) limits.maxPixels = flags.maxPixels;
-        if (flags.maxImageBytes !== undefined) limits.maxBytes = parseByteSize('--max-image-bytes', flags.maxImageBytes);
+        if (flags.maxImageBytes !== undefined)
+          limits.maxBytes = parseByteSize('--max-image-bytes', flags.maxImageBytes);
         options.limits = limits;
         try {
           const r = await runEmbedJob(options);
