@@ -8,8 +8,7 @@ import { writeFileAtomic } from '../core/fs-atomic.js';
 import { MODEL_DTYPES, type ModelDtype } from '../models/types.js';
 import { createFolderSource } from '../sources/folder.js';
 import type { Sample } from '../sources/types.js';
-import { DecodePool, type DecodeLimits, type DecodeResult } from '../decode/pool.js';
-import { normalizeCrop } from '../decode/preprocess.js';
+import { DecodePool, type DecodeLimits } from '../decode/pool.js';
 import {
   PartitionWriter,
   partitionName,
@@ -17,6 +16,7 @@ import {
   type PartitionStats,
 } from '../sinks/clip-retrieval.js';
 import { loadModel, type ClipModel } from './model.js';
+import { embedSamples } from './stream.js';
 
 /** The plain, validated description of an embed job that the CLI, the library and the server all build. */
 export interface EmbedJobOptions {
@@ -118,11 +118,6 @@ async function prepareOutput(output: string, overwrite: boolean): Promise<void> 
       if (OUTPUT_ENTRIES.includes(e)) await rm(join(output, e), { recursive: true, force: true });
   }
   await mkdir(output, { recursive: true });
-}
-
-interface Pending {
-  sample: Sample;
-  decoded: Promise<DecodeResult> | undefined;
 }
 
 /**
@@ -308,124 +303,26 @@ async function embedRange(
   writer: PartitionWriter,
   ctx: RangeContext,
 ): Promise<Record<string, number>> {
-  const { pool, batchSize, enableImage, enableText, tracker, signal } = ctx;
   const timing = { decode_wait: 0, image_inference: 0, text_inference: 0, write: 0 };
-  const window: Pending[] = [];
-  const maxWindow = batchSize * 2 + (pool?.size ?? 0) * 2;
-  const iterator = samples[Symbol.asyncIterator]();
-  let exhausted = false;
-  const { cropHeight: h, cropWidth: w } = model.cropSize();
-  const pixelsPerImage = 3 * h * w;
-  const pixelBuffer = enableImage ? new Float32Array(batchSize * pixelsPerImage) : undefined;
-  const tokenizer = enableText ? await model.tokenizer() : undefined;
-
-  const fill = async (): Promise<void> => {
-    while (!exhausted && window.length < maxWindow) {
-      const next = await iterator.next();
-      if (next.done) {
-        exhausted = true;
-        break;
-      }
-      const sample = next.value;
-      let decoded: Promise<DecodeResult> | undefined;
-      if (enableImage && pool && sample.error === undefined) {
-        const input = sample.imageBytes ?? sample.imagePath;
-        decoded =
-          input === undefined
-            ? Promise.resolve({
-                ok: false,
-                code: 'GLIMPSE_E_IMAGE_UNREADABLE',
-                message: `Expected an image for ${sample.key} but the sample has none`,
-              })
-            : pool.decode(input);
-      }
-      window.push({ sample, decoded });
-    }
-  };
-
-  for (;;) {
-    signal?.throwIfAborted();
-    await fill();
-    if (window.length === 0) break;
-    // Take the next batch of good samples, in order, recording failures as they come.
-    const batch: { sample: Sample; crop?: Extract<DecodeResult, { ok: true }> }[] = [];
-    let failedHere = 0;
-    const t0 = performance.now();
-    while (batch.length < batchSize) {
-      if (window.length === 0) {
-        await fill();
-        if (window.length === 0) break;
-      }
-      const item = window.shift()!;
-      if (item.sample.error) {
-        writer.recordFailure({
-          key: item.sample.key,
-          code: item.sample.error.code,
-          message: item.sample.error.message,
-        });
-        failedHere++;
-        continue;
-      }
-      if (enableText && typeof item.sample.caption !== 'string') {
-        writer.recordFailure({
-          key: item.sample.key,
-          code: 'GLIMPSE_E_TEXT_INVALID',
-          message: `Expected a caption for ${item.sample.key} but it has none`,
-        });
-        failedHere++;
-        continue;
-      }
-      if (item.decoded) {
-        const r = await item.decoded;
-        if (!r.ok) {
-          writer.recordFailure({ key: item.sample.key, code: r.code, message: r.message });
-          failedHere++;
-          continue;
-        }
-        batch.push({ sample: item.sample, crop: r });
-      } else {
-        batch.push({ sample: item.sample });
-      }
-      // Keep workers fed while we wait on the head of the window.
-      if (window.length < maxWindow / 2) await fill();
-    }
-    timing.decode_wait += (performance.now() - t0) / 1000;
-    if (batch.length === 0) {
-      tracker.add(failedHere, failedHere);
-      continue;
-    }
-    signal?.throwIfAborted();
-    let imageEmbeddings: Float32Array | undefined;
-    let textEmbeddings: Float32Array | undefined;
-    if (enableImage) {
-      const t1 = performance.now();
-      const pixels = new Float32Array(pixelBuffer!.buffer, 0, batch.length * pixelsPerImage);
-      batch.forEach((b, i) => normalizeCrop(b.crop!, model.folder.preprocess, pixels, i * pixelsPerImage));
-      const vision = await model.visionSession();
-      imageEmbeddings = (await vision.embed(pixels, batch.length, h, w)).data;
-      timing.image_inference += (performance.now() - t1) / 1000;
-    }
-    if (enableText) {
-      const t2 = performance.now();
-      const enc = tokenizer!.encodeBatch(batch.map((b) => b.sample.caption!));
-      const text = await model.textSession();
-      textEmbeddings = (await text.embed(enc.inputIds, enc.attentionMask, enc.batch, enc.length)).data;
-      timing.text_inference += (performance.now() - t2) / 1000;
-    }
-    const t3 = performance.now();
-    const meta = batch.map((b) => {
-      const m: { imagePath?: string; caption?: string; json?: Record<string, unknown> } = {};
-      if (b.sample.imagePath !== undefined) m.imagePath = b.sample.imagePath;
-      else m.imagePath = b.sample.key;
-      if (b.sample.caption !== undefined) m.caption = b.sample.caption;
-      if (b.sample.meta !== undefined) m.json = b.sample.meta;
+  for await (const batch of embedSamples(model, samples, ctx)) {
+    for (const f of batch.failures) writer.recordFailure(f);
+    timing.decode_wait += batch.seconds.decodeWait;
+    timing.image_inference += batch.seconds.imageInference;
+    timing.text_inference += batch.seconds.textInference;
+    const t = performance.now();
+    const meta = batch.samples.map((s) => {
+      const m: { imagePath?: string; caption?: string; json?: Record<string, unknown> } = {
+        imagePath: s.imagePath ?? s.key,
+      };
+      if (s.caption !== undefined) m.caption = s.caption;
+      if (s.meta !== undefined) m.json = s.meta;
       return m;
     });
     try {
       await writer.append({
-        rows: batch.length,
-        ...(imageEmbeddings ? { imageEmbeddings } : {}),
-        ...(textEmbeddings ? { textEmbeddings } : {}),
+        rows: batch.samples.length,
+        ...(batch.imageEmbeddings ? { imageEmbeddings: batch.imageEmbeddings } : {}),
+        ...(batch.textEmbeddings ? { textEmbeddings: batch.textEmbeddings } : {}),
         meta,
       });
     } catch (err) {
@@ -433,11 +330,13 @@ async function embedRange(
       throw new GlimpseError(
         'GLIMPSE_E_OUTPUT_WRITE_FAILED',
         `Expected to write embeddings but ${(err as Error).message}`,
-        { cause: err },
+        {
+          cause: err,
+        },
       );
     }
-    timing.write += (performance.now() - t3) / 1000;
-    tracker.add(batch.length + failedHere, failedHere);
+    timing.write += (performance.now() - t) / 1000;
+    ctx.tracker.add(batch.samples.length + batch.failures.length, batch.failures.length);
   }
   return timing;
 }
