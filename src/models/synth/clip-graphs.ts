@@ -34,6 +34,13 @@ export interface ParamInit {
   readonly std: number;
 }
 
+/**
+ * Gain of the query and key projections: attention scores with std ≈ 4 instead of 1, so attention is
+ * selective rather than nearly uniform, and the class token carries what is particular to each image
+ * (with gain 1, different images of the tiny model gave embeddings with cosine up to 0.97; with 2, ≤ 0.78).
+ */
+export const QK_GAIN = 2;
+
 /** Additive mask value for positions that must not be attended (finite, so fully masked rows stay finite). */
 export const MASKED_SCORE = -1e9;
 
@@ -74,10 +81,13 @@ class Weights {
     });
   }
 
-  /** y = x · W (+ b), W [inDim, outDim] named `${prefix}.weight`, b `${prefix}.bias`. */
-  linear(x: string, prefix: string, inDim: number, outDim: number, bias: boolean): string {
+  /**
+   * y = x · W (+ b), W [inDim, outDim] named `${prefix}.weight` with std gain / √inDim (unit-variance
+   * outputs for unit-variance inputs), b `${prefix}.bias`.
+   */
+  linear(x: string, prefix: string, inDim: number, outDim: number, bias: boolean, gain = 1): string {
     const name = `${prefix}.weight`;
-    const init: ParamInit = { mean: 0, std: inDim ** -0.5 };
+    const init: ParamInit = { mean: 0, std: gain * inDim ** -0.5 };
     let y: string;
     if (this.dtype === 'q8') {
       y = this.quantizedMatMul(x, name, inDim, outDim, init);
@@ -158,13 +168,13 @@ function encoderLayer(
   const h = t.hidden;
   g.setScope(`/${prefix}/self_attn`);
   const normed = layerNorm(g, w, x, `${prefix}.layer_norm1`, h);
-  const heads = (name: string, perm: number[]): string => {
-    const projected = w.linear(normed, `${prefix}.self_attn.${name}`, h, h, true);
+  const heads = (name: string, perm: number[], gain: number): string => {
+    const projected = w.linear(normed, `${prefix}.self_attn.${name}`, h, h, true, gain);
     return g.op('Transpose', [g.op('Reshape', [projected, c.splitHeads])], { perm: { ints: perm } });
   };
-  const q = heads('q_proj', [0, 2, 1, 3]); // [B, heads, S, D]
-  const k = heads('k_proj', [0, 2, 3, 1]); // [B, heads, D, S]
-  const v = heads('v_proj', [0, 2, 1, 3]); // [B, heads, S, D]
+  const q = heads('q_proj', [0, 2, 1, 3], QK_GAIN); // [B, heads, S, D]
+  const k = heads('k_proj', [0, 2, 3, 1], QK_GAIN); // [B, heads, D, S]
+  const v = heads('v_proj', [0, 2, 1, 3], 1); // [B, heads, S, D]
   let scores = g.op('Mul', [g.op('MatMul', [q, k]), c.scale]);
   if (mask !== undefined) scores = g.op('Add', [scores, mask]);
   const probs = g.op('Softmax', [scores], { axis: { i: -1 } });

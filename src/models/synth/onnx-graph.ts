@@ -161,6 +161,11 @@ export class OnnxGraph {
     return name;
   }
 
+  /** Name, type and dims of every initializer, in file order (to count parameters). */
+  listInitializers(): Array<{ name: string; type: ElementType; dims: readonly number[] }> {
+    return this.initializers.map(({ name, type, dims }) => ({ name, type, dims }));
+  }
+
   /** Serializes the graph as a ModelProto. */
   toModel(producer: string, producerVersion = '0'): ProtoMessage {
     const graph = new ProtoMessage();
