@@ -34,13 +34,6 @@ export interface ParamInit {
   readonly std: number;
 }
 
-/**
- * Gain of the query and key projections: attention scores with std ≈ 4 instead of 1, so attention is
- * selective rather than nearly uniform, and the class token carries what is particular to each image
- * (with gain 1, different images of the tiny model gave embeddings with cosine up to 0.97; with 2, ≤ 0.78).
- */
-export const QK_GAIN = 2;
-
 /** Additive mask value for positions that must not be attended (finite, so fully masked rows stay finite). */
 export const MASKED_SCORE = -1e9;
 
@@ -172,8 +165,8 @@ function encoderLayer(
     const projected = w.linear(normed, `${prefix}.self_attn.${name}`, h, h, true, gain);
     return g.op('Transpose', [g.op('Reshape', [projected, c.splitHeads])], { perm: { ints: perm } });
   };
-  const q = heads('q_proj', [0, 2, 1, 3], QK_GAIN); // [B, heads, S, D]
-  const k = heads('k_proj', [0, 2, 3, 1], QK_GAIN); // [B, heads, D, S]
+  const q = heads('q_proj', [0, 2, 1, 3], t.qkGain); // [B, heads, S, D]
+  const k = heads('k_proj', [0, 2, 3, 1], t.qkGain); // [B, heads, D, S]
   const v = heads('v_proj', [0, 2, 1, 3], 1); // [B, heads, S, D]
   let scores = g.op('Mul', [g.op('MatMul', [q, k]), c.scale]);
   if (mask !== undefined) scores = g.op('Add', [scores, mask]);
