@@ -458,3 +458,83 @@ test('local paths are used as they are; ids and settings are validated', async (
   await rejectsWith(resolveModel('org/tiny', { revision: '../x', hubUrl: hub.url }), 'GLIMPSE_E_ARG_INVALID');
   await rejectsWith(resolveModel('org/tiny', { hubUrl: 'ftp://x' }), 'GLIMPSE_E_ARG_INVALID');
 });
+
+test('CLI: model pull downloads through the fake hub; model info prints the folder, as text and JSON', async () => {
+  const { Command } = await import('commander');
+  const { registerModelPullCommand } = await import('../src/cli/commands/model-pull.js');
+  const { registerModelInfoCommand } = await import('../src/cli/commands/model-info.js');
+  const { cacheDir } = fresh();
+  const lines: string[] = [];
+  const program = new Command().exitOverride();
+  const model = program.command('model');
+  registerModelPullCommand(model, (line) => lines.push(line));
+  registerModelInfoCommand(model, (line) => lines.push(line));
+
+  const argv = ['node', 'glimpse', 'model'];
+  await program.parseAsync([
+    ...argv,
+    'pull',
+    'org/tiny',
+    '--dtype',
+    'q8',
+    '--cache-dir',
+    cacheDir,
+    '--hub-url',
+    hub.url,
+  ]);
+  const dir = join(cacheDir, 'models', 'org--tiny', 'main');
+  assert.equal(lines[0]?.startsWith(`pulled org/tiny (q8) into ${dir} in `), true, lines[0]);
+  assert.match(lines[1] ?? '', /^fingerprint [0-9a-f]{12} {2}dimension 512$/);
+
+  lines.length = 0;
+  await program.parseAsync([...argv, 'info', 'org/tiny', '--cache-dir', cacheDir, '--json']);
+  const info = JSON.parse(lines.join('\n')) as {
+    id: string;
+    dtype: string;
+    dtypes: string[];
+    config: { projectionDim: number; contextLength: number };
+    files: { path: string; size: number }[];
+    fingerprint: { short: string; hash: string };
+  };
+  assert.equal(info.id, 'org/tiny');
+  assert.equal(info.dtype, 'q8');
+  assert.deepEqual(info.dtypes, ['q8']);
+  assert.equal(info.config.projectionDim, 512);
+  assert.equal(info.config.contextLength, 77);
+  assert.deepEqual(
+    info.files.map((f) => [f.path, f.size]),
+    [
+      ['config.json', files.get('config.json')!.length],
+      ['preprocessor_config.json', files.get('preprocessor_config.json')!.length],
+      ['tokenizer.json', files.get('tokenizer.json')!.length],
+      ['onnx/text_model_quantized.onnx', 15_000],
+      ['onnx/vision_model_quantized.onnx', 12_000],
+    ],
+  );
+  assert.equal(info.fingerprint.short, info.fingerprint.hash.slice(0, 12));
+
+  lines.length = 0;
+  await program.parseAsync([...argv, 'info', dir]);
+  assert.ok(lines.includes('dimension    512'), lines.join('\n'));
+  assert.ok(
+    lines.includes(`fingerprint  ${info.fingerprint.short} (${info.fingerprint.hash})`),
+    lines.join('\n'),
+  );
+  assert.ok(
+    lines.some((l) => /^ {2}onnx\/vision_model_quantized\.onnx +11\.7 KiB$/.test(l)),
+    lines.join('\n'),
+  );
+
+  const err = await rejectsWith(
+    program.parseAsync([...argv, 'info', 'org/not-pulled', '--cache-dir', cacheDir]),
+    'GLIMPSE_E_MODEL_NOT_FOUND',
+  );
+  assert.match(err.message, /run `glimpse model pull org\/not-pulled` first$/);
+});
+
+test('a cancelled resolve is GLIMPSE_E_ABORTED', async () => {
+  const { options } = fresh();
+  const controller = new AbortController();
+  controller.abort(new Error('received SIGINT'));
+  await rejectsWith(resolveModel('org/tiny', { ...options, signal: controller.signal }), 'GLIMPSE_E_ABORTED');
+});

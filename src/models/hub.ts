@@ -198,16 +198,34 @@ export async function resolveModel(idOrPath: string, options: ResolveModelOption
   }
 
   const ctx: DownloadContext = { id, dir, settings, onProgress: options.onProgress, signal: options.signal };
+  try {
+    await download(ctx, known.missing);
+  } catch (err) {
+    if (options.signal?.aborted === true && !isGlimpseError(err, 'GLIMPSE_E_ABORTED')) {
+      throw new GlimpseError(
+        'GLIMPSE_E_ABORTED',
+        `Expected the download of ${id} into ${dir} to finish but it was cancelled; re-run to resume`,
+        { cause: err, details: { id, folder: dir } },
+      );
+    }
+    throw err;
+  }
+  return dir;
+}
+
+/** Takes the folder's lock, lists the repo and downloads what the dtype needs and the folder lacks. */
+async function download(ctx: DownloadContext, knownMissing: readonly string[]): Promise<void> {
+  const { id, dir, settings } = ctx;
   await mkdir(dir, { recursive: true });
-  const release = await acquireLock(dir, options.signal);
+  const release = await acquireLock(dir, ctx.signal);
   try {
     // Another process may have finished the job while this one waited for the lock.
-    if ((await missingFromCache(dir, settings.dtype)).missing.length === 0) return dir;
+    if ((await missingFromCache(dir, settings.dtype)).missing.length === 0) return;
     let listing: HubFile[];
     try {
       listing = await listHubFiles(ctx);
     } catch (err) {
-      throw asDownloadError(err, ctx, known.missing, 'listing its files failed', true);
+      throw asDownloadError(err, ctx, knownMissing, 'listing its files failed', true);
     }
     const needed = selectModelFiles(
       listing,
@@ -231,7 +249,6 @@ export async function resolveModel(idOrPath: string, options: ResolveModelOption
   } finally {
     await release();
   }
-  return dir;
 }
 
 /**
@@ -600,37 +617,54 @@ async function fetchInto(
   }
   if (offset > 0 && offset === file.size) return hashPrefix(part);
 
-  const res = await request(url, ctx, offset > 0 ? { range: `bytes=${offset}-` } : {}, [416]);
-  if (res.statusCode === 416) {
-    // The server cannot serve from our offset: our part is stale. Start over.
-    res.resume();
-    await rm(part, { force: true });
-    throw new TransientError(`the hub refused the range bytes=${offset}- for ${file.path}`);
-  }
-  let append = false;
-  if (offset > 0 && res.statusCode === 206) {
-    const start = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1];
-    append = start !== undefined && Number(start) === offset;
-    if (!append) {
-      res.resume();
-      await rm(part, { force: true });
-      throw new TransientError(`the hub answered a different range than bytes=${offset}- for ${file.path}`);
-    }
-  }
-  const hash = append ? await hashPrefixState(part) : createHash('sha256');
-  const handle = await open(part, append ? 'a' : 'w');
-  let loaded = append ? offset : 0;
-  progress(loaded);
+  // Everything asynchronous happens before the request: between the response and receive()
+  // attaching its listeners there must be no await, or a connection that drops meanwhile would go
+  // unnoticed (its 'close' already emitted).
+  const prefix = offset > 0 ? await hashPrefixState(part) : undefined;
+  const handle = await open(part, offset > 0 ? 'r+' : 'w');
+  let digest = '';
+  let restart: string | undefined;
   try {
-    loaded = await receive(res, handle, hash, loaded, file, ctx, progress);
-    await handle.sync();
+    const res = await request(url, ctx, offset > 0 ? { range: `bytes=${offset}-` } : {}, [416]);
+    let append = false;
+    if (res.statusCode === 416) {
+      restart = `the hub refused the range bytes=${offset}- for ${file.path}`;
+    } else if (offset > 0 && res.statusCode === 206) {
+      const start = /^bytes (\d+)-/.exec(res.headers['content-range'] ?? '')?.[1];
+      append = start !== undefined && Number(start) === offset;
+      if (!append) restart = `the hub answered a different range than bytes=${offset}- for ${file.path}`;
+    }
+    if (restart !== undefined) {
+      res.resume();
+    } else {
+      // 206 from our offset: append. 200 (the server ignored Range, or no part): the whole file anew.
+      const hash = append && prefix !== undefined ? prefix : createHash('sha256');
+      const first = append ? offset : 0;
+      const loaded = await receive(
+        res,
+        handle,
+        hash,
+        first,
+        append ? Promise.resolve() : handle.truncate(0),
+        file,
+        ctx,
+        progress,
+      );
+      await handle.sync();
+      if (file.size >= 0 && loaded !== file.size) {
+        throw integrityError(ctx, file, `the hub sent ${loaded} bytes, its listing says ${file.size}`);
+      }
+      digest = hash.digest('hex');
+    }
   } finally {
     await handle.close();
   }
-  if (file.size >= 0 && loaded !== file.size) {
-    throw integrityError(ctx, file, `the hub sent ${loaded} bytes, its listing says ${file.size}`);
+  if (restart !== undefined) {
+    // Our part does not fit what the server has: drop it and start over on the next attempt.
+    await rm(part, { force: true });
+    throw new TransientError(restart);
   }
-  return hash.digest('hex');
+  return digest;
 }
 
 /**
@@ -643,6 +677,7 @@ function receive(
   handle: FileHandle,
   hash: Hash,
   start: number,
+  initial: Promise<void>,
   file: HubFile,
   ctx: DownloadContext,
   progress: ProgressReporter,
@@ -652,7 +687,7 @@ function receive(
     let written = start;
     let pending = 0;
     let failure: unknown;
-    let writes = Promise.resolve();
+    let writes = initial;
     const finish = (err?: unknown): void => {
       writes.then(
         () => (err === undefined ? resolveDone(written) : reject(err)),
@@ -671,7 +706,7 @@ function receive(
       pending += chunk.length;
       if (pending > 8 << 20) res.pause();
       writes = writes.then(async () => {
-        await handle.write(chunk);
+        await handle.write(chunk, 0, chunk.length, written);
         written += chunk.length;
         pending -= chunk.length;
         if (res.isPaused() && pending < 1 << 20) res.resume();
@@ -703,6 +738,10 @@ function receive(
       }
       finish(failure);
     });
+    if (res.destroyed && !res.readableEnded) {
+      // Closed before these listeners existed (should not happen: no await precedes this call).
+      finish(new TransientError(`the connection dropped before the body of ${file.path}`));
+    }
   });
 }
 
