@@ -6,6 +6,8 @@ import { isGlimpseError } from '../errors/index.js';
 import { registerEmbedCommand } from './commands/embed.js';
 import { registerEmbedOneCommand } from './commands/embed-one.js';
 import { registerModelSynthCommand } from './commands/model-synth.js';
+import { registerModelPullCommand } from './commands/model-pull.js';
+import { registerModelInfoCommand } from './commands/model-info.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -22,7 +24,9 @@ export function buildProgram(): Command {
   registerEmbedCommand(program);
   registerEmbedOneCommand(program);
   const model = program.command('model').description('model folders: info, synth, pull');
+  registerModelInfoCommand(model);
   registerModelSynthCommand(model);
+  registerModelPullCommand(model);
   return program;
 }
 
