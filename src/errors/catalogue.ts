@@ -246,6 +246,78 @@ export const errorCatalogue = {
     summary: 'A storage read or write failed.',
     fix: 'Check connectivity, credentials and permissions for the storage named in the message.',
   },
+
+  // --- collections, indexes, search and filter (vector store) ----------------------------------
+  GLIMPSE_E_COLLECTION_NOT_FOUND: {
+    status: 404,
+    summary: 'No collection with that name exists in the database.',
+    fix: 'Check the name and the database (`--db`); `glimpse collection list` lists the collections. Create it with `glimpse collection create` (insert and import create it when given a model).',
+  },
+  GLIMPSE_E_COLLECTION_EXISTS: {
+    status: 409,
+    summary: 'A collection with that name already exists.',
+    fix: 'Pick another name, or delete the existing collection first (`glimpse collection delete <name>`).',
+  },
+  GLIMPSE_E_COLLECTION_NAME_INVALID: {
+    status: 400,
+    summary: 'A collection name is not valid.',
+    fix: 'Use 1 to 128 characters from letters, digits, `_` and `-`, starting with a letter or a digit.',
+  },
+  GLIMPSE_E_COLLECTION_MODEL_MISMATCH: {
+    status: 409,
+    summary: 'The vectors come from a different model than the one the collection is bound to.',
+    fix: 'A collection holds vectors of one model (fingerprint) only. Use the model the collection was created with (`glimpse collection stats` shows it), or create a new collection for the new model.',
+  },
+  GLIMPSE_E_COLLECTION_DIM_MISMATCH: {
+    status: 422,
+    summary: 'A vector does not have the dimension of the collection.',
+    fix: "Every vector must have the collection's dimension (`glimpse collection stats`); check the model or the embeddings file.",
+  },
+  GLIMPSE_E_COLLECTION_INVALID: {
+    status: 422,
+    summary: 'A table in the database is not a glimpse collection, or its metadata is damaged.',
+    fix: 'The table lacks the collection metadata glimpse writes (model fingerprint, dimension). Use a table made by glimpse, or re-create the collection.',
+  },
+  GLIMPSE_E_COLLECTION_ITEM_INVALID: {
+    status: 422,
+    summary: 'One item could not be stored (missing id, a metadata value of the wrong type, a bad vector).',
+    fix: "The message names the item and the field. The item is recorded and counted; the others are stored. Fix the item's sidecar JSON or id column and insert it again.",
+  },
+  GLIMPSE_E_COLLECTION_STORE_FAILED: {
+    status: 500,
+    summary: 'The vector store (LanceDB) failed to read or write a collection.',
+    fix: "Check that the database folder or bucket is reachable and writable (storage options, credentials) and has free space; the message carries LanceDB's reason.",
+  },
+  GLIMPSE_E_INDEX_FAILED: {
+    status: 500,
+    summary: 'Building or dropping a vector index failed.',
+    fix: "Read the message (LanceDB's reason). Indexes need enough rows to train (IVF_PQ: at least 256); try `--type flat` for small collections or fewer partitions.",
+  },
+  GLIMPSE_E_FILTER_INVALID: {
+    status: 400,
+    summary: 'A structured filter is not valid for this collection.',
+    fix: "The message gives the path of the bad part. Filters are JSON (see docs/search.md): operators `and`, `or`, `not`, `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `range`, `in`, `is_null`, `not_null`, on columns the collection has, with values of the column's type.",
+  },
+  GLIMPSE_E_SEARCH_QUERY_INVALID: {
+    status: 400,
+    summary: 'The search query is not usable (no query, several queries, a zero vector, a bad vector file).',
+    fix: "Give exactly one of text, image or vector; a vector must be finite, non-zero and of the collection's dimension (an .npy row or a JSON array of numbers).",
+  },
+  GLIMPSE_E_IMPORT_MODEL_UNKNOWN: {
+    status: 422,
+    summary: 'The embeddings folder does not say which model made it.',
+    fix: 'Import folders written by `glimpse embed` (their glimpse.json names the model), or pass `--model <id|dir>` for the model that made the vectors, or `--allow-unknown-model` to import them unchecked.',
+  },
+  GLIMPSE_E_IMPORT_LAYOUT_INVALID: {
+    status: 422,
+    summary: 'The embeddings folder is not in the clip-retrieval layout, or its files disagree.',
+    fix: 'The folder needs `img_emb/*.npy` (and optionally `metadata/*.parquet` with as many rows, file for file). The message names the file and the counts that differ.',
+  },
+  GLIMPSE_E_FILTER_COPY_FAILED: {
+    status: 500,
+    summary: "A search hit's image could not be copied into the output folder.",
+    fix: "The hit's `image_path` is missing or unreadable, or the output folder is not writable. The hit is recorded in results.jsonl with this code; the others are copied.",
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
