@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -12,6 +13,9 @@ import * as ort from 'onnxruntime-node';
 import {
   ARCH_SPECS,
   ensureSynthModel,
+  isCompleteSynthFolder,
+  SYNTH_GENERATOR_VERSION,
+  SYNTH_META_FILE,
   synthesizeModel,
   visionMacs,
   type SynthesizedModel,
@@ -35,6 +39,7 @@ const ONNX_FILES: Record<ModelDtype, { vision: string; text: string }> = {
   q8: { vision: 'onnx/vision_model_quantized.onnx', text: 'onnx/text_model_quantized.onnx' },
 };
 const EXPECTED_FILES = [
+  '.glimpse-synth.json',
   'config.json',
   'preprocessor_config.json',
   'merges.txt',
@@ -210,6 +215,26 @@ describe('synthesizeModel: the folder', () => {
     );
   });
 
+  test('the bytes for a seed are pinned (bump SYNTH_GENERATOR_VERSION when they change on purpose)', async () => {
+    const sha = async (file: string): Promise<string> =>
+      createHash('sha256')
+        .update(await readFile(join(model.dir, file)))
+        .digest('hex');
+    assert.deepEqual(
+      {
+        vision: await sha(ONNX_FILES.fp32.vision),
+        text: await sha(ONNX_FILES.fp32.text),
+        q8: await sha(ONNX_FILES.q8.vision),
+      },
+      {
+        vision: 'a48fd6806d830cab60001951b82a55b0bed521d49966753090a945612bff2581',
+        text: '13dfc4720838bed3b223229d09400d70c73907119ba8446ec78e85c6a8ba00f3',
+        q8: '3a9541dc24310bf7af34a0b0ebb7169f445f3644f6bc921f288571350ba5c771',
+      },
+      `tiny seed 7 changed: if on purpose, bump SYNTH_GENERATOR_VERSION (cached folders are rebuilt) and update these hashes`,
+    );
+  });
+
   test('fp16 files are about half the size of fp32; q8 shrinks the quantized MatMul weights', async () => {
     const size = async (f: string): Promise<number> => (await stat(join(model.dir, f))).size;
     for (const tower of ['vision', 'text'] as const) {
@@ -228,11 +253,11 @@ describe('synthesizeModel: the folder', () => {
       dtypes: ['q8'],
       onProgress: (e) => events.push(e),
     });
-    assert.deepEqual(events[0], { type: 'start', task: 'synth', total: 9 });
+    assert.deepEqual(events[0], { type: 'start', task: 'synth', total: 10 });
     const done = events
       .filter((e) => e.type === 'progress')
       .map((e) => (e.type === 'progress' ? e.done : -1));
-    assert.deepEqual(done, [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]);
+    assert.deepEqual(done, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10]);
     const last = events.at(-1)!;
     assert.equal(last.type, 'done');
     await rm(join(work, 'progress'), { recursive: true });
@@ -506,6 +531,20 @@ describe('synthesizeModel: arguments and existing folders', () => {
     await rm(join(a, ONNX_FILES.q8.text));
     await ensureSynthModel('tiny', 3, cache);
     assert.deepEqual(await listFiles(a), EXPECTED_FILES);
+    // So is a folder of another generator version.
+    const metaPath = join(a, SYNTH_META_FILE);
+    const meta = JSON.parse(await readFile(metaPath, 'utf8'));
+    assert.deepEqual(meta, {
+      generator: 'glimpse model synth',
+      version: SYNTH_GENERATOR_VERSION,
+      arch: 'tiny',
+      seed: 3,
+      dtypes: ['fp32', 'fp16', 'q8'],
+    });
+    await writeFile(metaPath, JSON.stringify({ ...meta, version: SYNTH_GENERATOR_VERSION - 1 }));
+    assert.equal(await isCompleteSynthFolder(a), false);
+    await ensureSynthModel('tiny', 3, cache);
+    assert.equal(JSON.parse(await readFile(metaPath, 'utf8')).version, SYNTH_GENERATOR_VERSION);
     assert.deepEqual(await readdir(cache), ['tiny-seed3']);
   });
 });
@@ -523,7 +562,7 @@ describe('glimpse model synth (CLI command)', () => {
       },
     );
     assert.match(lines[0]!, /^synthesized tiny \(seed 7\) into .*cli in \d+\.\d s:$/);
-    assert.equal(lines.length, 1 + 7 + 4);
+    assert.equal(lines.length, 1 + 8 + 4);
     assert.match(
       lines.find((l) => l.includes('onnx/vision_model_quantized.onnx'))!,
       /KiB$/,

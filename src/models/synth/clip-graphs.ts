@@ -41,7 +41,7 @@ export const MASKED_SCORE = -1e9;
  * The values of one named parameter of a synthesized model: the same for every precision variant.
  *
  * @example
- *   synthParamValues(0, 'text_projection.weight', 512 * 512, { mean: 0, std: 512 ** -0.5 });
+ *   synthParamValues(0, 'text_projection.weight', 512 * 512, { mean: 0, std: 1 / Math.sqrt(512) });
  */
 export function synthParamValues(seed: number, name: string, count: number, init: ParamInit): Float32Array {
   const out = new Float32Array(count);
@@ -80,7 +80,7 @@ class Weights {
    */
   linear(x: string, prefix: string, inDim: number, outDim: number, bias: boolean, gain = 1): string {
     const name = `${prefix}.weight`;
-    const init: ParamInit = { mean: 0, std: gain * inDim ** -0.5 };
+    const init: ParamInit = { mean: 0, std: gain / Math.sqrt(inDim) };
     let y: string;
     if (this.dtype === 'q8') {
       y = this.quantizedMatMul(x, name, inDim, outDim, init);
@@ -143,7 +143,7 @@ function towerConstants(g: OnnxGraph, t: TowerSpec): TowerConstants {
   return {
     splitHeads: g.constInt64([0, 0, t.heads, headDim]),
     mergeHeads: g.constInt64([0, 0, t.hidden]),
-    scale: g.constFloat([headDim ** -0.5], []),
+    scale: g.constFloat([1 / Math.sqrt(headDim)], []),
     alpha: g.constFloat([QUICK_GELU_ALPHA], []),
   };
 }
@@ -202,7 +202,7 @@ export function buildVisionGraph(spec: ClipArchSpec, seed: number, dtype: ModelD
     [v.hidden, v.channels, v.patchSize, v.patchSize],
     {
       mean: 0,
-      std: (v.channels * v.patchSize * v.patchSize) ** -0.5,
+      std: 1 / Math.sqrt(v.channels * v.patchSize * v.patchSize),
     },
   );
   const patches = g.op('Conv', [pixels, patchWeight], {
@@ -214,7 +214,7 @@ export function buildVisionGraph(spec: ClipArchSpec, seed: number, dtype: ModelD
   }); // [B, patches, hidden]
   const classEmbedding = w.param('vision_model.embeddings.class_embedding', [v.hidden], {
     mean: 0,
-    std: v.hidden ** -0.5,
+    std: 1 / Math.sqrt(v.hidden),
   });
   const batch = g.op('Shape', [pixels], { start: { i: 0 }, end: { i: 1 } });
   const classShape = g.op('Concat', [batch, g.constInt64([1, v.hidden])], { axis: { i: 0 } });

@@ -4,6 +4,8 @@ export {
   DEFAULT_BPE_VOCAB_PATH,
   DEFAULT_SYNTH_CACHE_ROOT,
   MAX_SYNTH_SEED,
+  SYNTH_GENERATOR_VERSION,
+  SYNTH_META_FILE,
   ensureSynthModel,
   isCompleteSynthFolder,
   synthOnnxFiles,

@@ -1,7 +1,7 @@
 /**
  * Seeded, platform-independent random numbers for synthesized weights. Only 32-bit integer operations
  * and exact float arithmetic are used (no Math.log/Math.cos), so a seed gives the same bytes on every
- * machine and Node version.
+ * machine and Node version (Math.sqrt is correctly rounded by IEEE 754; the callers use it, not `**`).
  *
  * Every tensor gets its own generator, seeded from (model seed, tensor name): the values of a weight do
  * not depend on the order in which tensors are written, so the fp32, fp16 and q8 files of one seed hold

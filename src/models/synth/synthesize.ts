@@ -2,7 +2,7 @@
  * `synthesizeModel`: a complete CLIP model folder in the Hugging Face ONNX layout, with real
  * architectures and seeded random weights, for tests and benchmarks that cannot download weights.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GlimpseError, isGlimpseError } from '../../errors/index.js';
@@ -30,6 +30,15 @@ export const DEFAULT_BPE_VOCAB_PATH = join(PACKAGE_ROOT, 'assets', 'clip', 'bpe_
 /** Where tests and benchmarks keep synthesized models (git-ignored). */
 export const DEFAULT_SYNTH_CACHE_ROOT = join(PACKAGE_ROOT, '.cache', 'models');
 
+/**
+ * Version of the weight generator and graph layout. Bump it whenever the bytes for a given arch and
+ * seed change (test/model-synth.test.ts pins a hash): cached folders of another version are rebuilt.
+ */
+export const SYNTH_GENERATOR_VERSION = 1;
+
+/** Provenance file written into every synthesized folder: arch, seed, dtypes, generator version. */
+export const SYNTH_META_FILE = '.glimpse-synth.json';
+
 /** Largest seed: seeds are 32-bit. */
 export const MAX_SYNTH_SEED = 0xffffffff;
 
@@ -56,7 +65,12 @@ export interface SynthesizedModel {
   readonly files: string[];
 }
 
-/** The files a synthesized folder holds for these dtypes (tokenizer files not included). */
+/**
+ * The ONNX files a synthesized folder holds for these dtypes.
+ *
+ * @example
+ *   synthOnnxFiles(['fp16']); // ['onnx/vision_model_fp16.onnx', 'onnx/text_model_fp16.onnx']
+ */
 export function synthOnnxFiles(dtypes: readonly ModelDtype[]): string[] {
   return dtypes.flatMap((d) => {
     const f = onnxFilesFor(d);
@@ -85,6 +99,10 @@ export async function synthesizeModel(options: SynthesizeModelOptions): Promise<
     ['config.json', `${JSON.stringify(clipConfigJson(spec), null, 2)}\n`],
     ['preprocessor_config.json', `${JSON.stringify(preprocessorConfigJson(spec), null, 2)}\n`],
     ...Object.entries(tokenizerFiles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    [
+      SYNTH_META_FILE,
+      `${JSON.stringify({ generator: 'glimpse model synth', version: SYNTH_GENERATOR_VERSION, arch, seed, dtypes }, null, 2)}\n`,
+    ],
   ];
   const graphs = dtypes.flatMap((dtype) => {
     const f = onnxFilesFor(dtype);
@@ -151,8 +169,8 @@ export async function ensureSynthModel(
   }
   const dir = resolve(cacheRoot, `${arch}-seed${seed}`);
   if (await isCompleteSynthFolder(dir)) return dir;
+  // Incomplete, or made by another generator version: rebuilt below.
   if (await exists(dir)) {
-    // Not made by us in one piece (folders appear by rename): move it aside and rebuild.
     const stale = tempPathFor(dir);
     await rename(dir, stale).catch(() => undefined);
     await rm(stale, { recursive: true, force: true });
@@ -166,8 +184,26 @@ export async function ensureSynthModel(
   return dir;
 }
 
-/** True when `dir` has every file a synthesized folder with all dtypes has (each non-empty). */
+/**
+ * True when `dir` is a synthesized folder of the current generator version with every dtype: each
+ * file present and non-empty.
+ *
+ * @example
+ *   await isCompleteSynthFolder('.cache/models/tiny-seed0'); // true after ensureSynthModel('tiny', 0)
+ */
 export async function isCompleteSynthFolder(dir: string): Promise<boolean> {
+  try {
+    const meta: unknown = JSON.parse(await readFile(join(dir, SYNTH_META_FILE), 'utf8'));
+    if (
+      typeof meta !== 'object' ||
+      meta === null ||
+      (meta as { version?: unknown }).version !== SYNTH_GENERATOR_VERSION
+    ) {
+      return false;
+    }
+  } catch {
+    return false;
+  }
   const required = [
     'config.json',
     'preprocessor_config.json',
@@ -274,10 +310,7 @@ async function moveIntoPlace(tmp: string, dir: string, overwrite: boolean): Prom
   await syncDir(dirname(dir));
 }
 
-async function writeDurably(
-  path: string,
-  write: (handle: Awaited<ReturnType<typeof open>>) => Promise<void>,
-): Promise<void> {
+async function writeDurably(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
   const handle = await open(path, 'w');
   try {
     await write(handle);
