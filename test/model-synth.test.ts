@@ -397,7 +397,7 @@ describe('synthesizeModel: an independent NumPy reference', () => {
 });
 
 describe('synthesizeModel: transformers.js loads the folder', () => {
-  test('CLIPVisionModelWithProjection and CLIPTextModelWithProjection + AutoTokenizer, fp32 and q8', async () => {
+  test('CLIPVisionModelWithProjection and CLIPTextModelWithProjection + AutoTokenizer, every dtype', async () => {
     const tjs = await import('@huggingface/transformers');
     const saved = { allowRemoteModels: tjs.env.allowRemoteModels, localModelPath: tjs.env.localModelPath };
     tjs.env.allowRemoteModels = false;
@@ -409,7 +409,7 @@ describe('synthesizeModel: transformers.js loads the folder', () => {
       assert.deepEqual(encoded.input_ids.dims, [2, 77]);
       const ids = encoded.input_ids.data as BigInt64Array;
       assert.equal(ids[0], 49406n);
-      for (const dtype of ['fp32', 'q8'] as const) {
+      for (const dtype of ['fp32', 'fp16', 'q8'] as const) {
         const vision = await tjs.CLIPVisionModelWithProjection.from_pretrained(id, {
           local_files_only: true,
           dtype,
