@@ -150,7 +150,10 @@ describe('glimpse embed (CLI, tiny model)', () => {
       assert.ok(c > 0.9999, `row ${i} cosine ${c}`);
     }
     // Different images give different embeddings.
-    assert.ok(cosine(all.subarray(0, d), all.subarray(d, 2 * d)) < 0.9999);
+    assert.ok(
+      cosine(all.subarray(0, d), all.subarray(d, 2 * d)) < 0.9999,
+      'different images give different rows',
+    );
 
     const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as {
       model: { hash: string; dimension: number };
@@ -201,7 +204,7 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.deepEqual(failures.map((f) => f.key).sort(), expectFailed);
     for (const f of failures) {
       assert.match(f.code, /^GLIMPSE_E_IMAGE_/);
-      assert.ok(f.message.length > 10);
+      assert.ok(f.message.length > 10, `failure message too short: ${f.message}`);
     }
     const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
     assert.deepEqual(
@@ -259,6 +262,7 @@ describe('glimpse embed (CLI, tiny model)', () => {
     for (let i = 0; i < 2; i++)
       assert.ok(
         cosine(text.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d)) > 0.9999,
+        `text row ${i} matches embedTexts`,
       );
     const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as {
       counts: { images_without_caption: number };
@@ -384,9 +388,12 @@ describe('glimpse embed (CLI, tiny model)', () => {
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /GLIMPSE_E_ABORTED/);
     const entries = await readdir(out);
-    assert.ok(!entries.includes('glimpse.json'));
+    assert.ok(!entries.includes('glimpse.json'), 'glimpse.json is written only when the job finishes');
     const statsFiles = (await readdir(join(out, 'stats'))).sort();
-    assert.ok(statsFiles.length >= 1 && statsFiles.length < 4);
+    assert.ok(
+      statsFiles.length >= 1 && statsFiles.length < 4,
+      `committed partitions: ${statsFiles.join(', ')}`,
+    );
     for (const sub of ['img_emb', 'metadata']) {
       const files = await readdir(join(out, sub));
       assert.equal(
@@ -417,7 +424,7 @@ describe('runEmbedJob (library)', () => {
     const progress = events.filter((e) => e.type === 'progress');
     let last = -1;
     for (const e of progress) {
-      assert.ok(e.done >= last);
+      assert.ok(e.done >= last, `progress moved back: ${e.done} < ${last}`);
       last = e.done;
     }
     assert.equal(events[0]?.type, 'start');
