@@ -469,7 +469,15 @@ export class HttpStorage implements Storage {
       const { res, url } = await this.request(folder, 'GET', {
         accept: 'application/json, text/html;q=0.9, text/plain;q=0.8',
       });
-      if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw statusError(folder, res, 'list');
+      if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) {
+        const err = statusError(folder, res, 'list');
+        if (err.code !== 'GLIMPSE_E_STORAGE_NOT_FOUND') throw err;
+        throw new GlimpseError(
+          'GLIMPSE_E_STORAGE_NOT_FOUND',
+          `Expected a directory index at ${folder} but the server answered ${res.statusCode}: serve an index there, or give an index file (.json/.txt) or the file URLs`,
+          { details: { url: folder, status: res.statusCode } },
+        );
+      }
       const bytes = await this.collect(folder, res, 0, MAX_LISTING_BYTES + 1, undefined);
       if (bytes.length > MAX_LISTING_BYTES) {
         throw new GlimpseError(
