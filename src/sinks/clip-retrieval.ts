@@ -16,6 +16,14 @@ export interface FailureRecord {
   message: string;
 }
 
+/** A problem of the input that is not one sample (a corrupt shard), also recorded in `failures/`. */
+export interface SourceIssueRecord {
+  /** The shard or file it concerns. */
+  key: string;
+  code: string;
+  message: string;
+}
+
 /** Rows handed to a partition: embeddings are row-major `[rows, dimension]`, L2-normalized. */
 export interface PartitionRows {
   rows: number;
@@ -30,6 +38,8 @@ export interface PartitionStats {
   sample_count: number;
   failed_count: number;
   failures_by_code: Record<string, number>;
+  /** Input problems that are not one sample (corrupt shards), recorded in failures/ with `scope: "source"`. */
+  source_issues: number;
   seconds: Record<string, number>;
 }
 
@@ -143,6 +153,8 @@ export class PartitionWriter {
   private readonly text: NpyStream | undefined;
   private readonly meta: Record<string, unknown>[] = [];
   private readonly failures: FailureRecord[] = [];
+  private readonly issues: SourceIssueRecord[] = [];
+  private readonly written: string[] = [];
   private rows = 0;
 
   constructor(
@@ -202,6 +214,19 @@ export class PartitionWriter {
     this.failures.push(failure);
   }
 
+  /** Records an input problem that is not one sample (not counted in `failed_count`). */
+  recordSourceIssue(issue: SourceIssueRecord): void {
+    this.issues.push(issue);
+  }
+
+  /**
+   * The files `commit()` wrote, relative to the output folder, in the order written (`stats/` last: a
+   * partition whose stats file exists is complete).
+   */
+  files(): readonly string[] {
+    return this.written;
+  }
+
   /** Renames every file into place (metadata, embeddings, failures, then stats last). */
   async commit(seconds: Record<string, number> = {}): Promise<PartitionStats> {
     const { outDir, partitionCount } = this.options;
@@ -217,13 +242,18 @@ export class PartitionWriter {
           join(outDir, 'metadata', `metadata_${name}.parquet`),
           await encodeParquet(columns),
         );
+        this.written.push(`metadata/metadata_${name}.parquet`);
       }
-      await this.text?.commit();
-      await this.img?.commit();
+      if (await this.text?.commit()) this.written.push(`text_emb/text_emb_${name}.npy`);
+      if (await this.img?.commit()) this.written.push(`img_emb/img_emb_${name}.npy`);
       for (const sub of ['img_emb', 'text_emb']) await syncDir(join(outDir, sub));
-      if (this.failures.length > 0) {
-        const body = this.failures.map((f) => JSON.stringify(f)).join('\n') + '\n';
-        await writeFileAtomic(join(outDir, 'failures', `failures_${name}.jsonl`), body);
+      if (this.failures.length > 0 || this.issues.length > 0) {
+        const lines = [
+          ...this.issues.map((i) => JSON.stringify({ ...i, scope: 'source' })),
+          ...this.failures.map((f) => JSON.stringify(f)),
+        ];
+        await writeFileAtomic(join(outDir, 'failures', `failures_${name}.jsonl`), lines.join('\n') + '\n');
+        this.written.push(`failures/failures_${name}.jsonl`);
       }
       const byCode: Record<string, number> = {};
       for (const f of this.failures) byCode[f.code] = (byCode[f.code] ?? 0) + 1;
@@ -232,12 +262,14 @@ export class PartitionWriter {
         sample_count: this.rows,
         failed_count: this.failures.length,
         failures_by_code: byCode,
+        source_issues: this.issues.length,
         seconds,
       };
       await writeFileAtomic(
         join(outDir, 'stats', `stats_${name}.json`),
         JSON.stringify(stats, null, 2) + '\n',
       );
+      this.written.push(`stats/stats_${name}.json`);
       return stats;
     } catch (err) {
       await this.abort();

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { GlimpseError } from '../../errors/index.js';
 import { runEmbedJob, type EmbedJobOptions } from '../../pipeline/embed.js';
+import { INPUT_FORMATS, type InputFormat } from '../../sources/index.js';
 import { createCliProgress } from '../progress.js';
 import { parseBoolOption, parseIntOption } from '../options.js';
 import { withSignals } from '../signals.js';
@@ -8,7 +11,9 @@ import { parseByteSize } from '../../core/validate.js';
 interface EmbedFlags {
   model: string;
   dtype: 'fp32' | 'fp16' | 'q8';
-  inputFormat: 'files';
+  inputFormat: InputFormat;
+  wdsImageKey?: string;
+  wdsCaptionKey?: string;
   batchSize?: number;
   numPreproWorkers?: number;
   enableImage: boolean;
@@ -28,18 +33,34 @@ interface EmbedFlags {
   json?: boolean;
 }
 
-/** `glimpse embed <input> <output>`: a folder of images and captions → clip-retrieval layout. */
+function parseInputFormat(value: string): InputFormat {
+  if (!(INPUT_FORMATS as readonly string[]).includes(value))
+    throw new InvalidArgumentError(
+      `Expected one of ${INPUT_FORMATS.join(', ')} for --input-format but received ${JSON.stringify(value)}`,
+    );
+  return value as InputFormat;
+}
+
+/**
+ * `glimpse embed <input...> <output>`: a folder of images and captions, or WebDataset shards (local, HTTP,
+ * S3) → clip-retrieval layout in a folder or an S3 prefix.
+ */
 export function registerEmbedCommand(program: Command): void {
   program
     .command('embed')
     .description(
-      'embed a folder of images (+ x.txt captions, x.json metadata) into img_emb/, text_emb/, metadata/',
+      'embed a folder of images (+ x.txt captions, x.json metadata) or WebDataset shards into img_emb/, text_emb/, metadata/',
     )
-    .argument('<input>', 'input folder')
-    .argument('<output>', 'output folder (new or empty; see --overwrite)')
+    .usage('[options] <input...> <output>')
+    .argument(
+      '<paths...>',
+      'input(s) then the output: a folder; or shards, brace patterns (data/{00000..00099}.tar), globs, .txt lists, http(s):// or s3:// URLs; the output is a folder or s3://bucket/prefix',
+    )
     .option('--model <id|dir>', 'model folder or hub id', 'openai/clip-vit-base-patch32')
     .option('--dtype <fp32|fp16|q8>', 'ONNX precision variant', 'fp32')
-    .option('--input-format <files>', 'input format', 'files')
+    .option(`--input-format <${INPUT_FORMATS.join('|')}>`, 'input format', parseInputFormat, 'files')
+    .option('--wds-image-key <exts>', 'WebDataset image member extension(s), first present wins', 'jpg')
+    .option('--wds-caption-key <ext>', 'WebDataset caption member extension', 'txt')
     .option('--batch-size <n>', 'images per inference batch (default 32)', parseIntOption('--batch-size'))
     .option(
       '--num-prepro-workers <n>',
@@ -78,7 +99,15 @@ export function registerEmbedCommand(program: Command): void {
     .option('--cache-dir <dir>', 'model cache folder')
     .option('--offline', 'never download models')
     .option('--json', 'print the result as JSON')
-    .action(async (input: string, output: string, flags: EmbedFlags) => {
+    .action(async (paths: string[], flags: EmbedFlags) => {
+      if (paths.length < 2)
+        throw new GlimpseError(
+          'GLIMPSE_E_ARG_INVALID',
+          `Expected an input and an output but received ${paths.length} path(s)`,
+        );
+      const output = paths[paths.length - 1]!;
+      const inputs = paths.slice(0, -1);
+      const input = inputs.length === 1 ? inputs[0]! : inputs;
       const progress = createCliProgress();
       await withSignals(async (signal) => {
         const options: EmbedJobOptions = {
@@ -96,6 +125,10 @@ export function registerEmbedCommand(program: Command): void {
           signal,
           onProgress: progress.onProgress,
         };
+        if (flags.inputFormat === 'webdataset') {
+          options.wdsImageKey = flags.wdsImageKey ?? 'jpg';
+          options.wdsCaptionKey = flags.wdsCaptionKey ?? 'txt';
+        }
         if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
         if (flags.numPreproWorkers !== undefined) options.numPreproWorkers = flags.numPreproWorkers;
         if (flags.writeBatchSize !== undefined) options.writeBatchSize = flags.writeBatchSize;

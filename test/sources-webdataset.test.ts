@@ -1,0 +1,372 @@
+/**
+ * WebDataset input: clip-retrieval's 4 real test shards through the CLI (the compat layout, exactly), and
+ * shards built here from the shared photos (captions, json metadata, image keys by preference, missing
+ * members, interleaved members, truncated and corrupt tars), read as local files, over a real HTTP server
+ * and from a real S3 server (s3rver), all on 127.0.0.1.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pack } from 'tar-stream';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { ensureSynthModel } from '../src/models/synth/index.js';
+import { loadModel, type ClipModel } from '../src/pipeline/model.js';
+import { runEmbedJob } from '../src/pipeline/embed.js';
+import { float16ToFloat32, parseNpyHeader } from '../src/formats/npy.js';
+import {
+  createWebDatasetSource,
+  expandBraces,
+  expandInputs,
+  splitMemberName,
+  type Sample,
+} from '../src/sources/index.js';
+import { StorageSet } from '../src/sources/storages.js';
+import { photosDir, repoRoot, runCli, tempDir } from './helpers/cli.js';
+
+const SHARDS = join(repoRoot, 'test/fixtures/webdataset');
+/** The members of image1..4.tar, in order (tar tf). */
+const CLIP_RETRIEVAL_KEYS = [
+  '123_456',
+  '208_495',
+  '321_421',
+  '389_535',
+  '416_264',
+  '456_123',
+  '524_316',
+  '123_456',
+  '208_495',
+  '321_421',
+  '389_535',
+];
+
+let modelDir: string;
+let model: ClipModel;
+let work: string;
+
+/** A tar file from members in the given order (tar-stream's packer, ustar headers). */
+async function buildShard(
+  path: string,
+  members: { name: string; data: Uint8Array | string }[],
+): Promise<Uint8Array> {
+  const p = pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
+  })();
+  for (const m of members) {
+    await new Promise<void>((resolve, reject) =>
+      p.entry({ name: m.name, mtime: new Date(0) }, Buffer.from(m.data), (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+  }
+  p.finalize();
+  await done;
+  const bytes = Buffer.concat(chunks);
+  await writeFile(path, bytes);
+  return bytes;
+}
+
+async function photo(name: string): Promise<Buffer> {
+  return readFile(join(photosDir, name));
+}
+
+async function readNpy(path: string): Promise<{ shape: number[]; data: Float32Array }> {
+  const bytes = new Uint8Array(await readFile(path));
+  const h = parseNpyHeader(bytes, path);
+  const body = bytes.slice(h.headerLength);
+  const data =
+    h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
+  return { shape: [...h.shape], data };
+}
+
+async function duckRows(path: string): Promise<{ columns: string[]; rows: Record<string, unknown>[] }> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const conn = await instance.connect();
+  const reader = await conn.runAndReadAll(`SELECT * FROM read_parquet('${path.replace(/'/g, "''")}')`);
+  const columns = reader.columnNames();
+  const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
+  conn.closeSync();
+  instance.closeSync();
+  return { columns, rows };
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+async function collect(samples: AsyncIterable<Sample>): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for await (const s of samples) out.push(s);
+  return out;
+}
+
+before(async () => {
+  modelDir = await ensureSynthModel('tiny', 0);
+  model = await loadModel(modelDir, { decodeWorkers: 1 });
+  work = await tempDir('glimpse-wds-');
+});
+
+after(async () => {
+  await model?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('WebDataset: clip-retrieval test shards', () => {
+  test('image1..4.tar give their 11 samples in the compat layout (CLI)', async () => {
+    const out = join(work, 'cr-out');
+    const shards = [1, 2, 3, 4].map((i) => join(SHARDS, `image${i}.tar`));
+    const r = await runCli(['embed', ...shards, out, '--input-format', 'webdataset', '--model', modelDir]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /embedded 11 of 11 samples into 1 partition/);
+    // Exactly the layout clip-retrieval writes for images without captions: no text_emb/.
+    assert.deepEqual((await readdir(out)).sort(), ['glimpse.json', 'img_emb', 'metadata', 'stats']);
+    assert.deepEqual(await readdir(join(out, 'img_emb')), ['img_emb_0.npy']);
+    assert.deepEqual(await readdir(join(out, 'metadata')), ['metadata_0.parquet']);
+    const npy = await readNpy(join(out, 'img_emb', 'img_emb_0.npy'));
+    assert.deepEqual(npy.shape, [11, model.dimension]);
+    const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
+    assert.deepEqual(meta.columns, ['image_path']);
+    assert.deepEqual(
+      meta.rows.map((row) => row['image_path']),
+      CLIP_RETRIEVAL_KEYS,
+    );
+    // Row i is the embedding of member i: the shards hold the same bytes as the fixture photos.
+    const lib = await model.embedImages(CLIP_RETRIEVAL_KEYS.map((k) => join(photosDir, `${k}.jpg`)));
+    const d = model.dimension;
+    for (let i = 0; i < 11; i++) {
+      const c = cosine(npy.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d));
+      assert.ok(c > 0.9999, `row ${i} cosine ${c}`);
+    }
+    const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as {
+      options: { input_format: string; enable_text: boolean };
+      counts: Record<string, number>;
+    };
+    assert.equal(info.options.input_format, 'webdataset');
+    assert.equal(info.options.enable_text, false);
+    assert.deepEqual(info.counts, {
+      samples: 11,
+      embedded: 11,
+      failed: 0,
+      partitions: 1,
+      shards: 4,
+      shard_errors: 0,
+      samples_missing_image: 0,
+      samples_missing_caption: 0,
+      late_members: 0,
+    });
+  });
+
+  test('a brace pattern, a glob and a .txt list name the same shards, in order', async () => {
+    const storages = new StorageSet();
+    try {
+      const expected = [1, 2, 3, 4].map((i) => join(SHARDS, `image${i}.tar`));
+      assert.deepEqual(await expandInputs([join(SHARDS, 'image{1..4}.tar')], storages), expected);
+      assert.deepEqual(await expandInputs([join(SHARDS, 'image*.tar')], storages), expected);
+      const list = join(work, 'shards.txt');
+      await writeFile(
+        list,
+        `# the four shards\n${expected.slice(0, 2).join('\n')}\n\n${join(SHARDS, 'image{3,4}.tar')}\n`,
+      );
+      assert.deepEqual(await expandInputs([list], storages, { listFiles: true }), expected);
+      // Relative lines resolve beside the list file.
+      await mkdir(join(work, 'listed'), { recursive: true });
+      await copyFile(join(SHARDS, 'image2.tar'), join(work, 'listed', 'a.tar'));
+      await writeFile(join(work, 'listed', 'list.txt'), 'a.tar\n');
+      assert.deepEqual(
+        await expandInputs([join(work, 'listed', 'list.txt')], storages, { listFiles: true }),
+        [join(work, 'listed', 'a.tar')],
+      );
+      await assert.rejects(expandInputs([join(SHARDS, 'nothing-*.tar')], storages), {
+        code: 'GLIMPSE_E_SOURCE_NOT_FOUND',
+      });
+    } finally {
+      storages.close();
+    }
+  });
+
+  test('brace expansion: zero-padded ranges, comma lists, nesting, literals', () => {
+    assert.deepEqual(expandBraces('data/{00000..00002}.tar'), [
+      'data/00000.tar',
+      'data/00001.tar',
+      'data/00002.tar',
+    ]);
+    assert.deepEqual(expandBraces('d/{8..11}.tar'), ['d/8.tar', 'd/9.tar', 'd/10.tar', 'd/11.tar']);
+    assert.deepEqual(expandBraces('{098..100}'), ['098', '099', '100']);
+    assert.deepEqual(expandBraces('{train,val}-{0..1}.tar'), [
+      'train-0.tar',
+      'train-1.tar',
+      'val-0.tar',
+      'val-1.tar',
+    ]);
+    assert.deepEqual(expandBraces('{a,{b,c}x}'), ['a', 'bx', 'cx']);
+    assert.deepEqual(expandBraces('{0..6..3}'), ['0', '3', '6']);
+    assert.deepEqual(expandBraces('{3..1}'), ['3', '2', '1']);
+    assert.deepEqual(expandBraces('plain{x}.tar'), ['plain{x}.tar']);
+    assert.deepEqual(expandBraces('s3://b/{a,b}.tar'), ['s3://b/a.tar', 's3://b/b.tar']);
+    assert.throws(() => expandBraces('{0..99999999}'), { code: 'GLIMPSE_E_ARG_INVALID' });
+  });
+
+  test('member names split into key and extension at the first dot of the basename', () => {
+    assert.deepEqual(splitMemberName('0001.jpg'), { key: '0001', ext: 'jpg' });
+    assert.deepEqual(splitMemberName('a.b/c/0001.seg.PNG'), { key: 'a.b/c/0001', ext: 'seg.png' });
+    assert.equal(splitMemberName('dir/._0001.jpg'), undefined);
+    assert.equal(splitMemberName('dir/'), undefined);
+  });
+
+  test('a missing shard fails before anything runs, naming it', async () => {
+    const r = await runEmbedJob({
+      input: [join(SHARDS, 'image1.tar'), join(SHARDS, 'image9.tar')],
+      inputFormat: 'webdataset',
+      output: join(work, 'missing-out'),
+      model: modelDir,
+    }).then(
+      () => undefined,
+      (err: { code?: string; message: string }) => err,
+    );
+    assert.equal(r?.code, 'GLIMPSE_E_SOURCE_NOT_FOUND');
+    assert.match(r?.message ?? '', /image9\.tar/);
+    await assert.rejects(readdir(join(work, 'missing-out')), { code: 'ENOENT' });
+  });
+});
+
+describe('WebDataset: shards built from the photos', () => {
+  test('captions, json metadata (flattened), image keys by preference; incomplete samples skipped and counted', async () => {
+    const dir = join(work, 'captioned');
+    await mkdir(dir, { recursive: true });
+    await buildShard(join(dir, '00000.tar'), [
+      { name: 's/000.jpg', data: await photo('123_456.jpg') },
+      { name: 's/000.txt', data: 'a photo of a dog' },
+      { name: 's/000.json', data: JSON.stringify({ url: 'http://x/0', exif: { w: 3 }, caption: 'dropped' }) },
+      // png and jpg: with --wds-image-key png;jpg the png wins whatever the member order
+      { name: 's/001.jpg', data: await photo('208_495.jpg') },
+      { name: 's/001.png', data: await photo('Landscape_1.jpg') },
+      { name: 's/001.txt', data: 'second' },
+      { name: 's/001.json', data: JSON.stringify({ url: 'http://x/1', score: 0.5 }) },
+      { name: 's/002.jpg', data: await photo('321_421.jpg') }, // no caption: skipped
+      { name: 's/002.json', data: '{}' },
+      { name: 's/003.txt', data: 'caption without image' }, // no image: skipped
+      { name: 's/004.webp', data: await photo('4.webp') }, // not an image key: no image
+      { name: 's/004.txt', data: 'webp only' },
+    ]);
+    await buildShard(join(dir, '00001.tar'), [
+      { name: '005.png', data: await photo('Portrait_1.jpg') },
+      { name: '005.txt', data: 'third' },
+      { name: '006.jpg', data: await photo('389_535.jpg') },
+      { name: '006.txt', data: 'fourth' },
+      { name: '006.json', data: '[1, 2]' }, // not an object: the sample fails, recorded
+    ]);
+    const source = await createWebDatasetSource(join(dir, '{00000..00001}.tar'), { imageKeys: 'png;jpg' });
+    assert.equal(source.enableText, true, 'auto: the first sample has a caption');
+    assert.equal(source.prescanned, true);
+    assert.equal(source.size, 4);
+    const samples = await collect(source.read());
+    source.close?.();
+    assert.deepEqual(
+      samples.map((s) => [s.index, s.name, s.caption, s.error?.code]),
+      [
+        [0, 's/000', 'a photo of a dog', undefined],
+        [1, 's/001', 'second', undefined],
+        [2, '005', 'third', undefined],
+        [3, '006', 'fourth', 'GLIMPSE_E_SOURCE_SIDECAR_INVALID'],
+      ],
+    );
+    assert.equal(samples[0]!.key, `${join(dir, '00000.tar')}#s/000`);
+    assert.ok(Buffer.from(samples[1]!.imageBytes!).equals(await photo('Landscape_1.jpg')), 'png preferred');
+    assert.deepEqual(source.counts?.(), {
+      shards: 2,
+      shard_errors: 0,
+      samples_missing_image: 2,
+      samples_missing_caption: 1,
+      late_members: 0,
+    });
+
+    const out = join(work, 'captioned-out');
+    const r = await runEmbedJob({
+      input: join(dir, '*.tar'),
+      inputFormat: 'webdataset',
+      wdsImageKey: 'png;jpg',
+      output: out,
+      model: modelDir,
+      numPreproWorkers: 1,
+    });
+    assert.equal(r.embedded, 3);
+    assert.equal(r.failed, 1);
+    const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
+    assert.deepEqual(meta.columns, ['image_path', 'caption', 'url', 'exif.w', 'score']);
+    assert.deepEqual(
+      meta.rows.map((row) => [row['image_path'], row['caption'], row['url'], row['score']]),
+      [
+        ['s/000', 'a photo of a dog', 'http://x/0', null],
+        ['s/001', 'second', 'http://x/1', 0.5],
+        ['005', 'third', null, null],
+      ],
+    );
+    const text = await readNpy(join(out, 'text_emb', 'text_emb_0.npy'));
+    const lib = await model.embedTexts(['a photo of a dog', 'second', 'third']);
+    const d = model.dimension;
+    for (let i = 0; i < 3; i++)
+      assert.ok(
+        cosine(text.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d)) > 0.9999,
+      );
+    const failures = (await readFile(join(out, 'failures', 'failures_0.jsonl'), 'utf8')).trim().split('\n');
+    assert.equal(failures.length, 1);
+    assert.equal((JSON.parse(failures[0]!) as { key: string }).key, `${join(dir, '00001.tar')}#006`);
+  });
+
+  test('--write-batch-size cuts partitions across shards, zero-padded, from the pre-scanned count', async () => {
+    const dir = join(work, 'many');
+    await mkdir(dir, { recursive: true });
+    const photos = (await readdir(photosDir)).filter((f) => f.endsWith('.jpg')).slice(0, 11);
+    for (let s = 0; s < 3; s++) {
+      const members = [];
+      for (let i = s; i < photos.length; i += 3)
+        members.push({ name: `${String(i).padStart(4, '0')}.jpg`, data: await photo(photos[i]!) });
+      await buildShard(join(dir, `shard-${s}.tar`), members);
+    }
+    const out = join(work, 'many-out');
+    const r = await runCli([
+      'embed',
+      join(dir, 'shard-{0..2}.tar'),
+      out,
+      '--input-format',
+      'webdataset',
+      '--model',
+      modelDir,
+      '--write-batch-size',
+      '1',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const names = (await readdir(join(out, 'img_emb'))).sort();
+    assert.equal(names.length, 11);
+    assert.equal(names[0], 'img_emb_00.npy');
+    assert.equal(names[10], 'img_emb_10.npy');
+    const order: unknown[] = [];
+    for (let p = 0; p < 11; p++) {
+      const m = await duckRows(join(out, 'metadata', `metadata_${String(p).padStart(2, '0')}.parquet`));
+      order.push(...m.rows.map((row) => row['image_path']));
+    }
+    assert.deepEqual(order, [
+      '0000',
+      '0003',
+      '0006',
+      '0009',
+      '0001',
+      '0004',
+      '0007',
+      '0010',
+      '0002',
+      '0005',
+      '0008',
+    ]);
+  });
+});
