@@ -318,6 +318,59 @@ export const errorCatalogue = {
     summary: "A search hit's image could not be copied into the output folder.",
     fix: "The hit's `image_path` is missing or unreadable, or the output folder is not writable. The hit is recorded in results.jsonl with this code; the others are copied.",
   },
+
+  // --- server ----------------------------------------------------------------------------------
+  GLIMPSE_E_SERVER_BAD_REQUEST: {
+    status: 400,
+    summary: 'The request does not match the route’s schema (a missing, unknown or mistyped field).',
+    fix: 'The message names the field and what was expected. The OpenAPI document (`/docs`) lists every route with its request schema.',
+  },
+  GLIMPSE_E_SERVER_UNAUTHORIZED: {
+    status: 401,
+    summary: 'The request needs an API key and carried none, or a wrong one.',
+    fix: 'Send one of the configured keys as `Authorization: Bearer <key>` or `X-API-Key: <key>` (keys: `auth.apiKeys` or `GLIMPSE_API_KEYS`).',
+  },
+  GLIMPSE_E_SERVER_FORBIDDEN_PATH: {
+    status: 403,
+    summary: 'A local file path is outside the allowed roots (or escapes them through `..` or a symlink).',
+    fix: 'Put the files under a configured root (`allowedRoots`, `--allow-root`), or upload the image bytes instead of a path.',
+  },
+  GLIMPSE_E_SERVER_FORBIDDEN_URL: {
+    status: 403,
+    summary:
+      'A URL is not allowed: not http(s), or its host resolves to a private, loopback or otherwise non-public address.',
+    fix: 'Use a public http(s) URL. To let the server fetch from an internal network, list its ranges in `fetch.allowedCidrs` (or set `fetch.allowPrivate: true`) in the server configuration.',
+  },
+  GLIMPSE_E_SERVER_NOT_FOUND: {
+    status: 404,
+    summary: 'No such route, index or file.',
+    fix: 'Check the path (`/docs` lists the routes) and the names: `GET /v1/collections` and `GET /indices-list` list the indices.',
+  },
+  GLIMPSE_E_SERVER_BODY_TOO_LARGE: {
+    status: 413,
+    summary: 'The request body, an uploaded file or a base64 image is larger than the configured limit.',
+    fix: 'Send a smaller image, or raise `limits.bodyBytes` / `limits.uploadBytes` / `limits.imageBytes` in the server configuration.',
+  },
+  GLIMPSE_E_SERVER_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    summary: 'The request body has a Content-Type the route does not take.',
+    fix: 'Send JSON (`application/json`) or, for uploads, `multipart/form-data`.',
+  },
+  GLIMPSE_E_SERVER_READ_ONLY: {
+    status: 409,
+    summary: 'The index is a read-only clip-retrieval folder; it cannot be written to.',
+    fix: 'Write to a collection instead (`POST /v1/collections`), or import the folder into a collection with the CLI.',
+  },
+  GLIMPSE_E_SERVER_RATE_LIMITED: {
+    status: 429,
+    summary: 'Too many requests from this client in the current window.',
+    fix: 'Wait for the number of seconds in the `Retry-After` header, or raise `rateLimit.max` in the server configuration.',
+  },
+  GLIMPSE_E_SERVER_UNAVAILABLE: {
+    status: 503,
+    summary: 'The server cannot answer: its model or its vector store is broken (health check failed).',
+    fix: 'Read the message of `GET /health`: it names the part that failed (model, store). Check the model folder and the database path, then restart.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
