@@ -370,3 +370,170 @@ describe('WebDataset: shards built from the photos', () => {
     ]);
   });
 });
+
+/** Byte offset of member `k`'s header in a tar of members of the given sizes. */
+function memberOffset(sizes: readonly number[], k: number): number {
+  let offset = 0;
+  for (let j = 0; j < k; j++) offset += 512 + Math.ceil(sizes[j]! / 512) * 512;
+  return offset;
+}
+
+describe('WebDataset: damaged and unusual shards', () => {
+  test('members of one sample need not be adjacent: interleaved samples are assembled, in order', async () => {
+    const dir = join(work, 'interleaved');
+    await mkdir(dir, { recursive: true });
+    const keys = ['a', 'b', 'c'];
+    const images = ['123_456.jpg', '208_495.jpg', '321_421.jpg'];
+    const members = [
+      ...keys.map((k, i) => ({ name: `${k}.jpg`, data: images[i]! })),
+      ...[...keys].reverse().map((k) => ({ name: `${k}.json`, data: JSON.stringify({ key: k }) })),
+      ...keys.map((k) => ({ name: `${k}.txt`, data: `caption ${k}` })),
+    ];
+    await buildShard(
+      join(dir, 'x.tar'),
+      await Promise.all(
+        members.map(async (m) => ({
+          name: m.name,
+          data: m.name.endsWith('.jpg') ? await photo(m.data) : m.data,
+        })),
+      ),
+    );
+    const source = await createWebDatasetSource(join(dir, 'x.tar'), { enableText: true });
+    const samples = await collect(source.read());
+    assert.deepEqual(
+      samples.map((s) => [s.name, s.caption, s.meta?.['key']]),
+      keys.map((k) => [k, `caption ${k}`, k]),
+    );
+    for (const [i, s] of samples.entries())
+      assert.ok(Buffer.from(s.imageBytes!).equals(await photo(images[i]!)), `image of ${s.name}`);
+    assert.equal(source.counts?.()['late_members'], 0);
+
+    // The wait is bounded: with room for one incomplete sample, a and b are given up (no caption yet)
+    // and their later members counted; c still completes.
+    const tight = await createWebDatasetSource(join(dir, 'x.tar'), {
+      enableText: true,
+      maxPendingSamples: 1,
+    });
+    const few = await collect(tight.read());
+    assert.deepEqual(
+      few.map((s) => [s.name, s.caption]),
+      [['c', 'caption c']],
+    );
+    assert.deepEqual(tight.counts?.(), {
+      shards: 1,
+      shard_errors: 0,
+      samples_missing_image: 0,
+      samples_missing_caption: 2,
+      late_members: 4,
+    });
+
+    // End to end: three rows whose captions, metadata and images line up.
+    const out = join(work, 'interleaved-out');
+    const r = await runEmbedJob({
+      input: join(dir, 'x.tar'),
+      inputFormat: 'webdataset',
+      output: out,
+      model: modelDir,
+      numPreproWorkers: 1,
+    });
+    assert.equal(r.embedded, 3);
+    const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
+    assert.deepEqual(
+      meta.rows.map((row) => [row['image_path'], row['caption'], row['key']]),
+      keys.map((k) => [k, `caption ${k}`, k]),
+    );
+    const img = await readNpy(join(out, 'img_emb', 'img_emb_0.npy'));
+    const lib = await model.embedImages(images.map((f) => join(photosDir, f)));
+    const d = model.dimension;
+    for (let i = 0; i < 3; i++)
+      assert.ok(
+        cosine(img.data.subarray(i * d, (i + 1) * d), lib.data.subarray(i * d, (i + 1) * d)) > 0.9999,
+      );
+  });
+
+  test('a truncated shard and a corrupt one keep the samples before the damage, are recorded with their names, and the job goes on', async () => {
+    const dir = join(work, 'damaged');
+    await mkdir(dir, { recursive: true });
+    const files = ['123_456.jpg', '208_495.jpg', '321_421.jpg', '389_535.jpg'];
+    const members = await Promise.all(
+      files.map(async (f, i) => ({ name: `k${i}.jpg`, data: await photo(f) })),
+    );
+    const sizes = members.map((m) => m.data.length);
+    const full = await buildShard(join(dir, '0-good.tar'), members);
+    // Cut inside the third member's data.
+    await writeFile(join(dir, '1-truncated.tar'), full.subarray(0, memberOffset(sizes, 2) + 512 + 1000));
+    // Garbage over the third member's header.
+    const corrupt = Buffer.from(full);
+    corrupt.fill(0x41, memberOffset(sizes, 2), memberOffset(sizes, 2) + 512);
+    await writeFile(join(dir, '2-corrupt.tar'), corrupt);
+    await copyFile(join(dir, '0-good.tar'), join(dir, '3-good.tar'));
+
+    const out = join(work, 'damaged-out');
+    const r = await runCli([
+      'embed',
+      join(dir, '{0-good,1-truncated,2-corrupt,3-good}.tar'),
+      out,
+      '--input-format',
+      'webdataset',
+      '--model',
+      modelDir,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const meta = await duckRows(join(out, 'metadata', 'metadata_0.parquet'));
+    assert.deepEqual(
+      meta.rows.map((row) => row['image_path']),
+      ['k0', 'k1', 'k2', 'k3', 'k0', 'k1', 'k0', 'k1', 'k0', 'k1', 'k2', 'k3'],
+    );
+    const lines = (await readFile(join(out, 'failures', 'failures_0.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { key: string; code: string; message: string; scope?: string });
+    assert.deepEqual(
+      lines.map((l) => [l.key, l.code, l.scope]),
+      [
+        [join(dir, '1-truncated.tar'), 'GLIMPSE_E_SOURCE_TAR_CORRUPT', 'source'],
+        [join(dir, '2-corrupt.tar'), 'GLIMPSE_E_SOURCE_TAR_CORRUPT', 'source'],
+      ],
+    );
+    assert.match(lines[0]!.message, /Unexpected end of data.*the 2 sample\(s\) before the damage were kept/);
+    assert.match(lines[1]!.message, /Invalid tar header/);
+    const stats = JSON.parse(await readFile(join(out, 'stats', 'stats_0.json'), 'utf8')) as {
+      sample_count: number;
+      failed_count: number;
+      source_issues: number;
+    };
+    assert.deepEqual([stats.sample_count, stats.failed_count, stats.source_issues], [12, 0, 2]);
+    const info = JSON.parse(await readFile(join(out, 'glimpse.json'), 'utf8')) as {
+      counts: Record<string, number>;
+      source_issues: { key: string; code: string }[];
+    };
+    assert.equal(info.counts['shard_errors'], 2);
+    assert.deepEqual(
+      info.source_issues.map((i) => i.key),
+      [join(dir, '1-truncated.tar'), join(dir, '2-corrupt.tar')],
+    );
+  });
+
+  test('shards with no usable sample fail with "no sample found" and say why', async () => {
+    const dir = join(work, 'unusable');
+    await mkdir(dir, { recursive: true });
+    await buildShard(join(dir, 'a.tar'), [
+      { name: 'x.png', data: await photo('123_456.jpg') },
+      { name: 'x.txt', data: 'caption' },
+    ]);
+    const r = await runCli([
+      'embed',
+      join(dir, 'a.tar'),
+      join(work, 'unusable-out'),
+      '--input-format',
+      'webdataset',
+      '--model',
+      modelDir,
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /GLIMPSE_E_SOURCE_EMPTY: no sample found in .*a\.tar \(1 samples have no image member/,
+    );
+  });
+});

@@ -22,7 +22,10 @@ export interface WebDatasetSourceOptions {
   captionKey?: string;
   /** Samples must have an image member (default true). */
   enableImage?: boolean;
-  /** Samples must have a caption member (default `auto`: when the first sample of the first shard has one). */
+  /**
+   * Samples must have a caption member (default `auto`: on when one of the first 64 members of the first
+   * shard is a caption).
+   */
   enableText?: boolean | 'auto';
   /** Read the `json` member as metadata (default true). */
   enableMetadata?: boolean;
@@ -46,7 +49,7 @@ export interface WebDatasetSource extends SampleSource {
   readonly prescanned: boolean;
 }
 
-/** Members seen before deciding what the first sample has (`enableText: 'auto'`). */
+/** Members of the first shard looked at to decide `enableText: 'auto'`. */
 const PEEK_MEMBERS = 64;
 /** Smallest tar footprint of one sample: one 512-byte header. */
 const TAR_BLOCK = 512;
@@ -330,21 +333,23 @@ export async function createWebDatasetSource(
 
     let enableText: boolean;
     if (options.enableText === 'auto' || options.enableText === undefined) {
+      // On when a caption member is among the first members of the first shard (headers only for a
+      // local tar; a streamed peek otherwise, stopped at the first caption).
       enableText = false;
       const first = shards[0];
-      if (first !== undefined) {
-        let firstKey: string | undefined;
+      const isCaption = (name: string): boolean => splitMemberName(name)?.ext === captionKey;
+      if (first !== undefined && storageKind(first) === 'local' && !isGzip(first)) {
+        const { members } = await scanTarHeaders(localPath(first));
+        enableText = members.slice(0, PEEK_MEMBERS).some((m) => isCaption(m.name));
+      } else if (first !== undefined) {
         let seen = 0;
         try {
           for await (const m of readTarMembers(await open(first), { maxMemberBytes: 0 })) {
-            const split = splitMemberName(m.name);
-            if (split === undefined) continue;
-            firstKey ??= split.key;
-            if (split.key === firstKey && split.ext === captionKey) {
+            if (isCaption(m.name)) {
               enableText = true;
               break;
             }
-            if (split.key !== firstKey || ++seen >= PEEK_MEMBERS) break;
+            if (++seen >= PEEK_MEMBERS) break;
           }
         } catch {
           // A damaged first shard is reported when it is read; the peek only decides `auto`.
