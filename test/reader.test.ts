@@ -532,9 +532,14 @@ test('bounded memory: a 20 MB collection read with maxRamBytes 4 MB never holds 
     assert.equal(rows, 10 * rowsPerFile);
     assert.equal(idSum, (rows * (rows - 1)) / 2);
     assert.ok(pieces >= 20, `${pieces} pieces`);
-    assert.ok(maxInFlight > 0 && maxInFlight <= cap, `max in flight ${maxInFlight} > ${cap}`);
+    // The reader's buffers plus the batch in our hands stay under the cap.
+    const hand = 1000 * d * (dtype === 'float16' ? 2 : 4);
+    assert.ok(
+      maxInFlight > 0 && maxInFlight + hand <= cap,
+      `max in flight ${maxInFlight} + ${hand} > ${cap}`,
+    );
     assert.ok(reader.stats.peakBytesInFlight <= cap, `peak ${reader.stats.peakBytesInFlight}`);
-    assert.ok(reader.stats.peakBytesInFlight >= 2 * 1024 * 1024, 'the prefetch actually ran ahead');
+    assert.ok(reader.stats.peakBytesInFlight >= 1.5 * 1024 * 1024, 'the prefetch actually ran ahead');
     assert.equal(reader.stats.bytesFetched, reader.totalSize);
     // Loose: RSS does not grow by the collection's size.
     assert.ok(process.memoryUsage().rss - rss0 < 64 * 1024 * 1024 + reader.totalSize / 2);
@@ -542,7 +547,7 @@ test('bounded memory: a 20 MB collection read with maxRamBytes 4 MB never holds 
   assert.throws(() => reader.read({ batchSize: 10_000, maxRamBytes: 1_000_000 }), {
     code: 'GLIMPSE_E_ARG_INVALID',
     message:
-      /^Expected at least 10241024 bytes \(one batch of 10000 rows of 256 float32 plus two rows of pieces\) for maxRamBytes/,
+      'Expected at least 20676608 bytes (two batches of 10000 rows of 256 float32 plus 8 pieces of scratch) for maxRamBytes but received 1000000 of type number',
   });
   reader.close();
 });

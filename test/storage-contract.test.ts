@@ -104,6 +104,15 @@ async function readContract(storage: Storage, folder: string): Promise<void> {
   sameBytes(await storage.read(url('empty.bin')), new Uint8Array(0));
   sameBytes(await storage.readRange(url('b.bin'), 12_345, 200_000), medium.subarray(12_345, 200_000));
   sameBytes(await storage.readRange(url('b.bin'), 0, 1), medium.subarray(0, 1));
+  const into = new Uint8Array(50_000);
+  const target = into.subarray(10_000, 40_000);
+  assert.equal(await storage.readRange(url('b.bin'), 100_000, 130_000, target), target);
+  sameBytes(into.subarray(10_000, 40_000), medium.subarray(100_000, 130_000));
+  assert.ok(into.subarray(0, 10_000).every((v) => v === 0) && into.subarray(40_000).every((v) => v === 0));
+  assert.equal(
+    await codeOf(storage.readRange(url('b.bin'), 0, 10, new Uint8Array(9))),
+    'GLIMPSE_E_ARG_INVALID',
+  );
   sameBytes(await storage.readRange(url('b.bin'), 5, 5), new Uint8Array(0));
   sameBytes(
     await storage.readRange(url('c d.bin'), large.length - 7, large.length),

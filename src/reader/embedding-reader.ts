@@ -24,7 +24,7 @@ import {
   StoragePool,
   type FoundFile,
 } from './discover.js';
-import { OrderedPrefetcher } from './prefetch.js';
+import { OrderedPrefetcher, Semaphore } from './prefetch.js';
 import type {
   EmbeddingBatch,
   EmbeddingDtype,
@@ -41,19 +41,29 @@ const DEFAULT_RAM = 4 * 1024 ** 3;
 /** parquet pieces hold decoded JS number arrays (8 bytes a value) and the float32 copy: count 3× float32. */
 const PARQUET_DECODE_FACTOR = 3;
 
+/** A range of one file's rows, read into rows `[offset, offset + rows)` of its group's buffer. */
 interface Piece {
   readonly file: ReaderFile;
-  readonly fileIndex: number;
   /** Rows within the file. */
   readonly rowStart: number;
   readonly rowEnd: number;
-  readonly bytes: number;
+  /** First row of the piece in the group. */
+  readonly offset: number;
 }
 
-interface LoadedPiece {
-  /** Row-major embeddings in the stored dtype (npy) or float32 (parquet). */
+/** Whole batches read together into one buffer (about one piece of bytes, at least one batch). */
+interface Group {
+  /** Global id of the first row. */
+  readonly rowStart: number;
+  readonly rows: number;
+  /** Bytes of the group buffer (reserved while it loads). */
+  readonly bytes: number;
+  readonly pieces: readonly Piece[];
+}
+
+interface LoadedGroup {
   readonly data: Float32Array | Uint16Array;
-  readonly meta: ParquetColumns | undefined;
+  readonly meta: Record<string, unknown>[] | undefined;
 }
 
 /**
@@ -337,46 +347,49 @@ export class EmbeddingReader {
     this.pool.close();
   }
 
-  /** Splits rows [start, end) into pieces of at most `pieceBytes`, never across files. */
-  private plan(start: number, end: number, pieceBytes: number): Piece[] {
-    const pieces: Piece[] = [];
-    const rowBytes = this.format === 'parquet' ? this.dim * 4 * PARQUET_DECODE_FACTOR : this.bytePerItem;
-    const rowsPerPiece = Math.max(1, Math.floor(pieceBytes / Math.max(1, rowBytes)));
-    this.filesList.forEach((file, fileIndex) => {
-      const a = Math.max(start, file.rowStart) - file.rowStart;
-      const b = Math.min(end, file.rowStart + file.rows) - file.rowStart;
-      if (b <= a) return;
-      if (this.format === 'parquet') {
-        // Whole row groups (hyparquet decodes whole column chunks), merged up to the piece size.
-        let cur: { s: number; e: number } | undefined;
-        for (const g of file.rowGroups ?? [{ rowStart: 0, numRows: file.rows }]) {
-          const s = Math.max(a, g.rowStart);
-          const e = Math.min(b, g.rowStart + g.numRows);
-          if (e <= s) continue;
-          if (cur && (e - cur.s) * rowBytes <= pieceBytes) {
-            cur.e = e;
-          } else {
-            if (cur)
-              pieces.push({
-                file,
-                fileIndex,
-                rowStart: cur.s,
-                rowEnd: cur.e,
-                bytes: (cur.e - cur.s) * rowBytes,
-              });
-            cur = { s, e };
+  /**
+   * Splits rows [start, end) into groups of whole batches (about one piece of bytes, at least one batch),
+   * each read as pieces of at most `pieceRows` rows that never cross a file (parquet: row groups).
+   */
+  private *plan(
+    start: number,
+    end: number,
+    batchSize: number,
+    batchesPerGroup: number,
+    pieceRows: number,
+    outRowBytes: number,
+  ): Generator<Group> {
+    const groupRows = batchSize * batchesPerGroup;
+    let fileIndex = 0;
+    for (let gs = start; gs < end; gs += groupRows) {
+      const ge = Math.min(end, gs + groupRows);
+      const pieces: Piece[] = [];
+      while (
+        fileIndex < this.filesList.length &&
+        this.filesList[fileIndex]!.rowStart + this.filesList[fileIndex]!.rows <= gs
+      )
+        fileIndex++;
+      for (let fi = fileIndex; fi < this.filesList.length; fi++) {
+        const file = this.filesList[fi]!;
+        if (file.rowStart >= ge) break;
+        const a = Math.max(gs, file.rowStart) - file.rowStart;
+        const b = Math.min(ge, file.rowStart + file.rows) - file.rowStart;
+        if (b <= a) continue;
+        const cuts: [number, number][] = [];
+        if (this.format === 'parquet') {
+          for (const g of file.rowGroups ?? [{ rowStart: 0, numRows: file.rows }]) {
+            const s = Math.max(a, g.rowStart);
+            const e = Math.min(b, g.rowStart + g.numRows);
+            if (e > s) cuts.push([s, e]);
           }
+        } else {
+          for (let s = a; s < b; s += pieceRows) cuts.push([s, Math.min(b, s + pieceRows)]);
         }
-        if (cur)
-          pieces.push({ file, fileIndex, rowStart: cur.s, rowEnd: cur.e, bytes: (cur.e - cur.s) * rowBytes });
-        return;
+        for (const [s, e] of cuts)
+          pieces.push({ file, rowStart: s, rowEnd: e, offset: file.rowStart + s - gs });
       }
-      for (let s = a; s < b; s += rowsPerPiece) {
-        const e = Math.min(b, s + rowsPerPiece);
-        pieces.push({ file, fileIndex, rowStart: s, rowEnd: e, bytes: (e - s) * rowBytes });
-      }
-    });
-    return pieces;
+      yield { rowStart: gs, rows: ge - gs, bytes: (ge - gs) * outRowBytes, pieces };
+    }
   }
 
   /** Metadata rows of row groups, cached while pieces of the same row groups are read. */
@@ -408,13 +421,22 @@ export class EmbeddingReader {
     };
   }
 
-  private async loadPiece(
+  /**
+   * Reads one piece into its rows of the group buffer `out` (row-major, `out` dtype): npy bytes straight
+   * into `out` when the dtypes match (no copy), else through the slot's scratch buffer and a conversion.
+   * Returns the piece's metadata columns, if any.
+   */
+  private async readPiece(
     piece: Piece,
+    out: Float32Array | Uint16Array,
+    scratch: () => Uint8Array,
     readMeta: ((url: string, s: number, e: number) => Promise<ParquetColumns>) | undefined,
-  ): Promise<LoadedPiece> {
+  ): Promise<ParquetColumns | undefined> {
     const { file } = piece;
-    const storage: Storage = this.pool.for(file.url);
+    const d = this.dim;
     const rows = piece.rowEnd - piece.rowStart;
+    const dst = out.subarray(piece.offset * d, (piece.offset + rows) * d);
+    const storage: Storage = this.pool.for(file.url);
     if (this.format === 'parquet') {
       const reader = await storage.rangeReader(file.url, file.size);
       const { info } = this.footers.get(file.url)!;
@@ -425,8 +447,7 @@ export class EmbeddingReader {
         info,
       });
       const lists = got.columns[this.embeddingColumn]!;
-      const d = this.dim;
-      const data = new Float32Array(rows * d);
+      const row32 = dst instanceof Uint16Array ? new Float32Array(d) : undefined;
       for (let r = 0; r < rows; r++) {
         const v = lists[r];
         const len = v === null || v === undefined ? -1 : (v as ArrayLike<number>).length;
@@ -437,32 +458,45 @@ export class EmbeddingReader {
             { details: { source: file.url, row: piece.rowStart + r } },
           );
         }
-        data.set(v as ArrayLike<number>, r * d);
+        if (row32) {
+          row32.set(v as ArrayLike<number>);
+          float32ToFloat16(row32, dst.subarray(r * d, (r + 1) * d) as Uint16Array);
+        } else {
+          (dst as Float32Array).set(v as ArrayLike<number>, r * d);
+        }
       }
-      const meta =
-        this.metaColumns.length > 0
-          ? { rowStart: piece.rowStart, rowEnd: piece.rowEnd, columns: pick(got, this.metaColumns) }
-          : undefined;
-      return { data, meta };
+      return this.metaColumns.length > 0
+        ? { rowStart: piece.rowStart, rowEnd: piece.rowEnd, columns: pick(got, this.metaColumns) }
+        : undefined;
     }
     const bpr = this.bytePerItem;
-    const [bytes, meta] = await Promise.all([
-      storage.readRange(
-        file.url,
-        file.headerLength + piece.rowStart * bpr,
-        file.headerLength + piece.rowEnd * bpr,
-      ),
+    const from = file.headerLength + piece.rowStart * bpr;
+    const to = file.headerLength + piece.rowEnd * bpr;
+    const meta =
       readMeta && file.metadataUrl !== undefined
         ? readMeta(file.metadataUrl, piece.rowStart, piece.rowEnd)
-        : undefined,
-    ]);
-    return { data: typedView(bytes, this.stored), meta };
+        : undefined;
+    meta?.catch(() => undefined);
+    const sameType = dst instanceof Uint16Array === (this.stored === 'float16');
+    if (sameType) {
+      await storage.readRange(file.url, from, to, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength));
+    } else {
+      const tmp = scratch().subarray(0, to - from);
+      await storage.readRange(file.url, from, to, tmp);
+      if (dst instanceof Float32Array) {
+        float16ToFloat32(new Uint16Array(tmp.buffer, tmp.byteOffset, tmp.length / 2), dst);
+      } else {
+        float32ToFloat16(new Float32Array(tmp.buffer, tmp.byteOffset, tmp.length / 4), dst);
+      }
+    }
+    return meta ? await meta : undefined;
   }
 
   /**
    * Streams rows `[start, end)` in batches of exactly `batchSize` rows (the last may be smaller), in row
-   * order across files. Pieces of at most `maxPieceSize` bytes are fetched `parallelPieces` at a time
-   * (range reads over HTTP/S3) while the bytes held stay under `maxRamBytes`.
+   * order across files. Rows are read in pieces of at most `maxPieceSize` bytes, `parallelPieces` at a time
+   * (range reads over HTTP/S3), straight into the batch buffers the caller receives, while the bytes the
+   * reader holds stay under `maxRamBytes`. Each batch's `data` is the caller's to keep.
    *
    * @example
    *   for await (const { embeddings, rowStart } of reader.read({ batchSize: 4096, start: 1000, end: 9000, dtype: 'float16' })) {
@@ -494,18 +528,35 @@ export class EmbeddingReader {
     const maxPiece = parseByteSize('maxPieceSize', options.maxPieceSize ?? DEFAULT_PIECE);
     if (maxPiece <= 0)
       throw invalidParameterError('maxPieceSize', 'a positive byte size', options.maxPieceSize);
-    const outItem = dtype === 'float16' ? 2 : 4;
-    const batchBytes = Math.min(batchSize, Math.max(1, end - start)) * d * outItem;
-    const rowBytes = this.format === 'parquet' ? d * 4 * PARQUET_DECODE_FACTOR : this.bytePerItem;
-    // Room for the batch being filled plus at least two pieces of one row.
-    if (batchBytes + 2 * rowBytes > maxRam) {
+
+    const outRowBytes = d * (dtype === 'float16' ? 2 : 4);
+    const batchRows = Math.max(1, Math.min(batchSize, end - start));
+    const batchBytes = batchRows * outRowBytes;
+    // Bytes a piece needs besides its rows of the group buffer: the stored bytes when converting,
+    // decoded JS arrays for parquet (an estimate).
+    const scratchRowBytes =
+      this.format === 'parquet'
+        ? d * 4 * PARQUET_DECODE_FACTOR
+        : (dtype === 'float16') === (this.stored === 'float16')
+          ? 0
+          : this.bytePerItem;
+    const pieceUnit = Math.max(this.bytePerItem, outRowBytes);
+    // Pieces small enough that a few groups and every piece's scratch fit beside each other.
+    const pieceBytes = Math.min(
+      maxPiece,
+      Math.floor(maxRam / (4 + (scratchRowBytes > 0 ? 2 * parallel : 0))),
+    );
+    const pieceRows = Math.max(1, Math.floor(pieceBytes / pieceUnit));
+    const scratchBytes = scratchRowBytes > 0 ? parallel * pieceRows * scratchRowBytes : 0;
+    // One batch being filled ahead, one in the caller's hands, and the scratch.
+    if (2 * batchBytes + scratchBytes > maxRam) {
       throw invalidParameterError(
         'maxRamBytes',
-        `at least ${batchBytes + 2 * rowBytes} bytes (one batch of ${batchSize} rows of ${d} ${dtype} plus two rows of pieces)`,
+        `at least ${2 * batchBytes + scratchBytes} bytes (two batches of ${batchRows} rows of ${d} ${dtype}${scratchBytes > 0 ? ` plus ${parallel} pieces of scratch` : ''})`,
         options.maxRamBytes ?? maxRam,
       );
     }
-    const pieceCap = Math.max(rowBytes, Math.min(maxPiece, Math.floor((maxRam - batchBytes) / 2)));
+    const batchesPerGroup = Math.max(1, Math.floor((pieceRows * pieceUnit) / batchBytes));
     return this.generate({
       ...options,
       start,
@@ -514,8 +565,12 @@ export class EmbeddingReader {
       dtype,
       parallel,
       maxRam,
-      pieceCap,
-      batchBytes,
+      pieceRows,
+      batchesPerGroup,
+      outRowBytes,
+      scratchBytes,
+      handBytes: batchBytes,
+      scratchPieceBytes: pieceRows * Math.max(1, scratchRowBytes),
     });
   }
 
@@ -526,48 +581,80 @@ export class EmbeddingReader {
     dtype: EmbeddingDtype;
     parallel: number;
     maxRam: number;
-    pieceCap: number;
-    batchBytes: number;
+    pieceRows: number;
+    batchesPerGroup: number;
+    outRowBytes: number;
+    scratchBytes: number;
+    /** The batch the caller holds while the reader reads ahead. */
+    handBytes: number;
+    scratchPieceBytes: number;
     showProgress?: boolean;
     onProgress?: ReadOptions['onProgress'];
     onEvent?: ReadOptions['onEvent'];
     signal?: AbortSignal;
   }): AsyncGenerator<EmbeddingBatch> {
     const d = this.dim;
-    const pieces = this.plan(o.start, o.end, o.pieceCap);
     const readMeta =
       this.format === 'parquet_npy' && this.metaColumns.length > 0 ? this.metaReader() : undefined;
     const stats: ReadStats = { pieces: 0, bytesFetched: 0, peakBytesInFlight: 0 };
     this.lastStats = stats;
-    let batchHeld = 0; // bytes of the batch buffer being filled
-    const prefetch = new OrderedPrefetcher<Piece, LoadedPiece>(pieces, (p) => this.loadPiece(p, readMeta), {
-      parallel: o.parallel,
-      maxBytes: o.maxRam - o.batchBytes,
-      signal: o.signal,
-      onStart: (index, inFlight) => {
-        const p = pieces[index]!;
-        stats.pieces++;
-        stats.bytesFetched += p.bytes;
-        const held = inFlight + batchHeld;
-        stats.peakBytesInFlight = Math.max(stats.peakBytesInFlight, held);
-        o.onEvent?.({
-          type: 'piece-start',
-          index,
-          url: p.file.url,
-          rowStart: p.file.rowStart + p.rowStart,
-          rowEnd: p.file.rowStart + p.rowEnd,
-          bytes: p.bytes,
-          bytesInFlight: held,
-        });
+    const reads = new Semaphore(o.parallel);
+    // One scratch buffer per read slot, made on first use (npy conversions only; parquet decodes its own).
+    const scratch: Uint8Array[] = [];
+    const scratchFor = (slot: number): Uint8Array => (scratch[slot] ??= new Uint8Array(o.scratchPieceBytes));
+    let held = o.scratchBytes;
+    const note = (): number => {
+      stats.peakBytesInFlight = Math.max(stats.peakBytesInFlight, held);
+      return held;
+    };
+    const loadGroup = async (group: Group, index: number): Promise<LoadedGroup> => {
+      const data = o.dtype === 'float16' ? new Uint16Array(group.rows * d) : new Float32Array(group.rows * d);
+      const metas = await Promise.all(
+        group.pieces.map((piece) =>
+          reads.run(async (slot) => {
+            if (o.signal?.aborted) throw aborted();
+            const bytes = (piece.rowEnd - piece.rowStart) * this.bytePerItem;
+            stats.pieces++;
+            stats.bytesFetched += bytes;
+            o.onEvent?.({
+              type: 'piece-start',
+              index,
+              url: piece.file.url,
+              rowStart: piece.file.rowStart + piece.rowStart,
+              rowEnd: piece.file.rowStart + piece.rowEnd,
+              bytes,
+              bytesInFlight: note(),
+            });
+            const meta = await this.readPiece(piece, data, () => scratchFor(slot), readMeta);
+            o.onEvent?.({ type: 'piece-done', index, url: piece.file.url, bytes });
+            return meta;
+          }),
+        ),
+      );
+      let meta: Record<string, unknown>[] | undefined;
+      if (this.metaColumns.length > 0) {
+        meta = [];
+        for (const m of metas) if (m) meta.push(...metaRows(m, this.metaColumns));
+      }
+      return { data, meta };
+    };
+    const prefetch = new OrderedPrefetcher<Group, LoadedGroup>(
+      this.plan(o.start, o.end, o.batchSize, o.batchesPerGroup, o.pieceRows, o.outRowBytes),
+      loadGroup,
+      {
+        maxBytes: o.maxRam - o.scratchBytes - o.handBytes,
+        signal: o.signal,
+        onStart: (_index, inFlight) => {
+          held = inFlight + o.scratchBytes;
+          note();
+        },
+        onRelease: (index, inFlight) => {
+          held = inFlight + o.scratchBytes;
+          o.onEvent?.({ type: 'release', index, bytesInFlight: held });
+        },
       },
-      onRelease: (index, inFlight) =>
-        o.onEvent?.({
-          type: 'piece-release',
-          index,
-          bytes: pieces[index]!.bytes,
-          bytesInFlight: inFlight + batchHeld,
-        }),
-    });
+    );
+    note();
     const total = o.end - o.start;
     const tracker = new ProgressTracker('read', total, o.onProgress);
     const bar = o.showProgress
@@ -581,89 +668,30 @@ export class EmbeddingReader {
       : undefined;
     bar?.start(total, 0, { speed: '0' });
     const began = performance.now();
-
-    let batch: Float32Array | Uint16Array | undefined;
-    let batchRows = 0; // rows of the current batch
-    let filled = 0;
-    let batchStart = o.start;
-    let metaRows: Record<string, unknown>[] | undefined;
-    const newBatch = (): void => {
-      batchRows = Math.min(o.batchSize, o.end - batchStart);
-      batch = o.dtype === 'float16' ? new Uint16Array(batchRows * d) : new Float32Array(batchRows * d);
-      batchHeld = batchRows * d * (o.dtype === 'float16' ? 2 : 4);
-      stats.peakBytesInFlight = Math.max(stats.peakBytesInFlight, prefetch.bytesInFlight + batchHeld);
-      filled = 0;
-      metaRows = this.metaColumns.length > 0 ? [] : undefined;
-    };
-    const emit = (
-      data: Float32Array | Uint16Array,
-      rows: number,
-      meta: Record<string, unknown>[] | undefined,
-    ): EmbeddingBatch => {
-      const out: EmbeddingBatch = {
-        embeddings: { data, rows, dimension: d, dtype: o.dtype },
-        meta,
-        rowStart: batchStart,
-      };
-      batchStart += rows;
-      tracker.add(rows);
-      if (bar) {
-        const secs = Math.max(1e-3, (performance.now() - began) / 1000);
-        bar.update(batchStart - o.start, {
-          speed: (((batchStart - o.start) * this.bytePerItem) / secs / 1e6).toFixed(0),
-        });
-      }
-      return out;
-    };
+    let done = 0;
     try {
       for (let next = await prefetch.next(); next; next = await prefetch.next()) {
-        const piece = pieces[next.index]!;
-        const { data, meta } = next.value;
-        const rows = piece.rowEnd - piece.rowStart;
-        let off = 0;
-        while (off < rows) {
-          if (o.signal?.aborted)
-            throw new GlimpseError('GLIMPSE_E_ABORTED', 'Expected the read to finish but it was cancelled');
-          const want = Math.min(o.batchSize, o.end - batchStart);
-          if (want <= 0) {
-            throw new GlimpseError(
-              'GLIMPSE_E_INTERNAL',
-              `Expected no rows past ${o.end} but a piece of ${piece.file.url} has more`,
-            );
+        const { spec, value } = next;
+        // Hand the group out as batch views (the caller keeps them); its bytes count until the last one.
+        for (let r = 0; r < spec.rows; r += o.batchSize) {
+          if (o.signal?.aborted) throw aborted();
+          const rows = Math.min(o.batchSize, spec.rows - r);
+          const data =
+            r === 0 && rows === spec.rows ? value.data : value.data.subarray(r * d, (r + rows) * d);
+          const batch: EmbeddingBatch = {
+            embeddings: { data, rows, dimension: d, dtype: o.dtype },
+            meta: value.meta ? value.meta.slice(r, r + rows) : undefined,
+            rowStart: spec.rowStart + r,
+          };
+          done += rows;
+          tracker.add(rows);
+          if (bar) {
+            const secs = Math.max(1e-3, (performance.now() - began) / 1000);
+            bar.update(done, { speed: ((done * this.bytePerItem) / secs / 1e6).toFixed(0) });
           }
-          const sameType = (o.dtype === 'float16') === data instanceof Uint16Array;
-          if (batch === undefined && sameType && rows - off >= want) {
-            // The whole batch lies in this piece in the right dtype: hand out a view, no copy.
-            const view = data.subarray(off * d, (off + want) * d);
-            const m = meta ? metaSlice(meta, this.metaColumns, off, off + want) : undefined;
-            off += want;
-            yield emit(view, want, m);
-            continue;
-          }
-          if (batch === undefined) newBatch();
-          const take = Math.min(batchRows - filled, rows - off);
-          const src = data.subarray(off * d, (off + take) * d);
-          const dst = batch!.subarray(filled * d, (filled + take) * d);
-          if (sameType) (dst as Uint16Array).set(src as Uint16Array);
-          else if (dst instanceof Float32Array) float16ToFloat32(src as Uint16Array, dst);
-          else float32ToFloat16(src as Float32Array, dst);
-          if (metaRows && meta) metaRows.push(...metaSlice(meta, this.metaColumns, off, off + take));
-          off += take;
-          filled += take;
-          if (filled === batchRows) {
-            const out = emit(batch!, batchRows, metaRows);
-            batch = undefined;
-            batchHeld = 0;
-            yield out;
-          }
+          yield batch;
         }
         prefetch.release(next.index);
-      }
-      if (batch !== undefined && filled > 0) {
-        const out = emit(batch, filled, metaRows);
-        batch = undefined;
-        batchHeld = 0;
-        yield out;
       }
       tracker.finish();
     } finally {
@@ -686,14 +714,9 @@ function pick(cols: ParquetColumns, names: readonly string[]): Record<string, un
   return out;
 }
 
-function metaSlice(
-  meta: ParquetColumns,
-  names: readonly string[],
-  a: number,
-  b: number,
-): Record<string, unknown>[] {
+function metaRows(meta: ParquetColumns, names: readonly string[]): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
-  for (let r = a; r < b; r++) {
+  for (let r = 0; r < meta.rowEnd - meta.rowStart; r++) {
     const row: Record<string, unknown> = {};
     for (const n of names) row[n] = meta.columns[n]![r] ?? null;
     out.push(row);
@@ -701,11 +724,6 @@ function metaSlice(
   return out;
 }
 
-/** A typed view of piece bytes (copied when the bytes are not aligned for the element size). */
-function typedView(bytes: Uint8Array, dtype: EmbeddingDtype): Float32Array | Uint16Array {
-  const size = dtype === 'float16' ? 2 : 4;
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  return dtype === 'float16'
-    ? new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2)
-    : new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+function aborted(): GlimpseError {
+  return new GlimpseError('GLIMPSE_E_ABORTED', 'Expected the read to finish but it was cancelled');
 }

@@ -30,16 +30,18 @@ export interface EmbeddingReaderOptions {
 export type ReaderEvent =
   | {
       type: 'piece-start';
+      /** The group (of whole batches) the piece belongs to. */
       index: number;
       url: string;
       rowStart: number;
       rowEnd: number;
       bytes: number;
-      /** Bytes the reader holds or has reserved (pieces + the batch being filled), after this reservation. */
+      /** Bytes the reader holds or has reserved: group buffers being filled plus scratch. */
       bytesInFlight: number;
     }
   | { type: 'piece-done'; index: number; url: string; bytes: number }
-  | { type: 'piece-release'; index: number; bytes: number; bytesInFlight: number };
+  /** A group of batches was handed to the caller: its bytes no longer count as the reader's. */
+  | { type: 'release'; index: number; bytesInFlight: number };
 
 export interface ReadOptions<D extends EmbeddingDtype = EmbeddingDtype> {
   /** Rows per batch (default 10,000); every batch has exactly this many rows except the last. */
@@ -52,7 +54,7 @@ export interface ReadOptions<D extends EmbeddingDtype = EmbeddingDtype> {
   maxPieceSize?: number | string;
   /** Pieces fetched at once (default 8). */
   parallelPieces?: number;
-  /** Cap on the bytes the reader holds: prefetched pieces plus the batch being filled (default 4 GiB). */
+  /** Cap on the bytes the reader holds: batch buffers being filled ahead plus scratch (default 4 GiB). */
   maxRamBytes?: number | string;
   /** `float16` yields the stored half bits as a Uint16Array (no conversion for float16 npy files). */
   dtype?: D;

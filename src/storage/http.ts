@@ -3,6 +3,7 @@ import https from 'node:https';
 import { Readable } from 'node:stream';
 import { GlimpseError, RetryableError } from '../errors/index.js';
 import type { RangeReader } from '../formats/parquet.js';
+import { checkInto } from './local.js';
 import { compareNames } from './url.js';
 import type { HttpStorageOptions, ListEntry, ReadStreamOptions, StatResult, Storage } from './types.js';
 
@@ -208,6 +209,7 @@ export class HttpStorage implements Storage {
     skip: number,
     limit: number,
     expected: number | undefined,
+    into?: Uint8Array,
   ): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
       const chunks: Uint8Array[] = [];
@@ -223,7 +225,8 @@ export class HttpStorage implements Storage {
           reject(err);
           return;
         }
-        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, kept));
+        if (into) resolve(kept === into.length ? into : into.subarray(0, kept));
+        else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, kept));
       };
       const timer = setTimeout(
         () => finish(timeoutError(url, 'body bytes', this.readTimeoutMs)),
@@ -235,7 +238,8 @@ export class HttpStorage implements Storage {
         seen += chunk.length;
         if (from < chunk.length && kept < limit) {
           const piece = chunk.subarray(from, from + Math.min(chunk.length - from, limit - kept));
-          chunks.push(piece);
+          if (into) into.set(piece, kept);
+          else chunks.push(piece);
           kept += piece.length;
         }
         if (kept >= limit && expected === undefined) {
@@ -321,14 +325,15 @@ export class HttpStorage implements Storage {
     });
   }
 
-  async readRange(url: string, start: number, end: number): Promise<Uint8Array> {
+  async readRange(url: string, start: number, end: number, into?: Uint8Array): Promise<Uint8Array> {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
       throw new GlimpseError(
         'GLIMPSE_E_ARG_INVALID',
         `Expected a byte range 0 ≤ start ≤ end for ${url} but received [${start}, ${end})`,
       );
     }
-    if (end === start) return new Uint8Array(0);
+    checkInto(url, start, end, into);
+    if (end === start) return into ?? new Uint8Array(0);
     return this.withRetries(async () => {
       const { res } = await this.request(url, 'GET', { range: `bytes=${start}-${end - 1}` });
       const status = res.statusCode ?? 0;
@@ -352,10 +357,10 @@ export class HttpStorage implements Storage {
             { details: { url, start, end } },
           );
         }
-        out = await this.collect(url, res, 0, end - start, end - start);
+        out = await this.collect(url, res, 0, end - start, end - start, into);
       } else if (status === 200) {
         // The server ignored Range: read from the start, keep [start, end), stop early.
-        out = await this.collect(url, res, start, end - start, undefined);
+        out = await this.collect(url, res, start, end - start, undefined, into);
       } else if (status === 416) {
         res.resume();
         throw new GlimpseError(

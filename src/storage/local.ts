@@ -32,6 +32,16 @@ function checkRange(url: string, start: number, end: number): void {
   }
 }
 
+/** Throws unless `into` is absent or exactly `end - start` bytes long. */
+export function checkInto(url: string, start: number, end: number, into: Uint8Array | undefined): void {
+  if (into !== undefined && into.length !== end - start) {
+    throw new GlimpseError(
+      'GLIMPSE_E_ARG_INVALID',
+      `Expected a buffer of ${end - start} bytes for range [${start}, ${end}) of ${url} but received ${into.length}`,
+    );
+  }
+}
+
 /**
  * Local files (paths or `file://` URLs). Writes go to a temp name beside the target, are fsynced and
  * renamed into place (src/core/fs-atomic.ts).
@@ -54,8 +64,9 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async readRange(url: string, start: number, end: number): Promise<Uint8Array> {
+  async readRange(url: string, start: number, end: number, into?: Uint8Array): Promise<Uint8Array> {
     checkRange(url, start, end);
+    checkInto(url, start, end, into);
     let handle;
     try {
       handle = await open(localPath(url), 'r');
@@ -63,7 +74,7 @@ export class LocalStorage implements Storage {
       throw ioError(err, 'open', url);
     }
     try {
-      const out = new Uint8Array(end - start);
+      const out = into ?? new Uint8Array(end - start);
       let filled = 0;
       while (filled < out.length) {
         const { bytesRead } = await handle.read(out, filled, out.length - filled, start + filled);

@@ -11,6 +11,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { GlimpseError } from '../errors/index.js';
 import type { RangeReader } from '../formats/parquet.js';
+import { checkInto } from './local.js';
 import { compareNames, parseS3Url } from './url.js';
 import type {
   ListEntry,
@@ -104,14 +105,15 @@ export class S3Storage implements Storage {
     }
   }
 
-  async readRange(url: string, start: number, end: number): Promise<Uint8Array> {
+  async readRange(url: string, start: number, end: number, into?: Uint8Array): Promise<Uint8Array> {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
       throw new GlimpseError(
         'GLIMPSE_E_ARG_INVALID',
         `Expected a byte range 0 ≤ start ≤ end for ${url} but received [${start}, ${end})`,
       );
     }
-    if (end === start) return new Uint8Array(0);
+    checkInto(url, start, end, into);
+    if (end === start) return into ?? new Uint8Array(0);
     const { bucket, key } = parseS3Url(url);
     let bytes: Uint8Array;
     try {
@@ -148,6 +150,10 @@ export class S3Storage implements Storage {
         `Expected bytes ${start}–${end} of ${url} but received ${bytes.length} bytes (the object is shorter)`,
         { details: { url, start, end, received: bytes.length } },
       );
+    }
+    if (into) {
+      into.set(bytes);
+      return into;
     }
     return bytes;
   }

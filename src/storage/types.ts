@@ -36,8 +36,12 @@ export type WriteBody = Uint8Array | AsyncIterable<Uint8Array>;
 export interface Storage {
   readonly kind: StorageKind;
   stat(url: string): Promise<StatResult>;
-  /** Bytes `[start, end)`; throws when the object has fewer bytes than `end`. */
-  readRange(url: string, start: number, end: number): Promise<Uint8Array>;
+  /**
+   * Bytes `[start, end)`; throws when the object has fewer bytes than `end`. With `into` (exactly
+   * `end - start` bytes long) the bytes are written there (local files: read straight into it) and
+   * `into` is returned.
+   */
+  readRange(url: string, start: number, end: number, into?: Uint8Array): Promise<Uint8Array>;
   /** The whole object. */
   read(url: string): Promise<Uint8Array>;
   createReadStream(url: string, options?: ReadStreamOptions): Promise<Readable>;
