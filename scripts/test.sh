@@ -18,12 +18,14 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# 2. Node modules (npm ci on a fresh clone or when the lock file changed), then check the native ones load.
+# 2. Node modules on a fresh clone or when the lock file changed, then check the native ones load.
+#    `npm install` honours the lock file; `npm ci` is not used because npm 11 omits other platforms'
+#    optional packages from the lock file and then refuses it.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
-node -e "require('onnxruntime-node'); require('sharp')" || {
-  echo "test: native modules failed to load after npm ci" >&2
+node -e "require('onnxruntime-node'); require('sharp'); require('better-sqlite3')" || {
+  echo "test: native modules failed to load after npm install" >&2
   exit 1
 }
 
