@@ -231,7 +231,7 @@ export async function insertFiles(
         throw err;
     }
     const modelOptions = {
-      dtype: options.dtype ?? 'fp32',
+      dtype: options.dtype ?? collection?.fingerprint?.dtype ?? 'fp32',
       ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
       ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
       ...(options.offline !== undefined ? { offline: options.offline } : {}),
