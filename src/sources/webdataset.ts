@@ -446,10 +446,9 @@ export async function createWebDatasetSource(
           if (damage !== undefined) {
             counters.shard_errors++;
             const text = damage instanceof Error ? damage.message : String(damage);
-            const storageCode =
-              isGlimpseError(damage) && damage.code.startsWith('GLIMPSE_E_STORAGE_')
-                ? damage.code
-                : undefined;
+            // Storage failures (a dropped connection, a timeout) are GlimpseErrors with their own code;
+            // tar-stream's parse errors are plain errors: a damaged archive.
+            const storageCode = isGlimpseError(damage) ? damage.code : undefined;
             const storageError = storageCode !== undefined;
             issues.push({
               key: shard,
