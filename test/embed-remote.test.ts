@@ -276,3 +276,44 @@ describe('S3 in and out', () => {
     assert.deepEqual(await readdir(staging), [], 'the staging folder is removed');
   });
 });
+
+describe('manifests with remote images', () => {
+  test('a CSV manifest on S3 naming s3:// and http:// images, embedded to S3', async () => {
+    http.reset();
+    await bucket.writeAtomic(
+      `s3://${s3.bucket}/images/a.jpg`,
+      await readFile(join(repoRoot, 'test/fixtures/images/photos/Portrait_3.jpg')),
+    );
+    const manifest = [
+      'url,caption',
+      `s3://${s3.bucket}/images/a.jpg,from s3`,
+      `${http.url}/image1.tar,a tar is not an image`,
+      `s3://${s3.bucket}/images/missing.jpg,missing`,
+    ].join('\n');
+    await bucket.writeAtomic(`s3://${s3.bucket}/manifests/m.csv`, new TextEncoder().encode(manifest));
+    const out = `s3://${s3.bucket}/emb/manifest`;
+    const r = await runEmbedJob({
+      input: `s3://${s3.bucket}/manifests/m.csv`,
+      inputFormat: 'csv',
+      captionCol: 'caption',
+      output: out,
+      model: modelDir,
+      numPreproWorkers: 1,
+      storage: { s3: s3.options },
+    });
+    assert.equal(r.embedded, 1);
+    assert.equal(r.failed, 2);
+    const meta = await bucket.read(`${out}/metadata/metadata_0.parquet`);
+    assert.deepEqual(await parquetColumn(meta, 'url'), [`s3://${s3.bucket}/images/a.jpg`]);
+    assert.deepEqual(await parquetColumn(meta, 'caption'), ['from s3']);
+    const failures = new TextDecoder()
+      .decode(await bucket.read(`${out}/failures/failures_0.jsonl`))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { key: string; code: string });
+    assert.deepEqual(failures.map((f) => [f.key, f.code]).sort(), [
+      [`${http.url}/image1.tar`, 'GLIMPSE_E_IMAGE_DECODE_FAILED'],
+      [`s3://${s3.bucket}/images/missing.jpg`, 'GLIMPSE_E_SOURCE_DOWNLOAD_FAILED'],
+    ]);
+  });
+});

@@ -159,6 +159,11 @@ export const errorCatalogue = {
     summary: 'Downloading an input item failed.',
     fix: 'The item is skipped and recorded with the HTTP status or cause; re-run to retry failed items.',
   },
+  GLIMPSE_E_SOURCE_DOWNLOAD_TIMEOUT: {
+    status: 504,
+    summary: 'Downloading an input item timed out (no connection, or no byte for too long), after retries.',
+    fix: 'The item is skipped and recorded; raise `--download-timeout` for slow servers, lower `--download-concurrency` if this machine or its link is saturated, and re-run to retry.',
+  },
 
   GLIMPSE_E_SOURCE_SIDECAR_INVALID: {
     status: 422,

@@ -1,6 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { GlimpseError, isGlimpseError } from '../errors/index.js';
-import { assertOneOf, assertPositiveInteger, invalidParameterError } from '../core/validate.js';
+import {
+  assertOneOf,
+  assertPositiveInteger,
+  invalidParameterError,
+  isNonNegativeInteger,
+} from '../core/validate.js';
 import { ProgressTracker, type ProgressCallback } from '../core/progress.js';
 import { MODEL_DTYPES, type ModelDtype } from '../models/types.js';
 import type { StorageOptions } from '../storage/index.js';
@@ -32,6 +37,20 @@ export interface EmbedJobOptions {
   wdsImageKey?: string;
   /** WebDataset caption member extension (default `txt`). */
   wdsCaptionKey?: string;
+  /** Manifest column with the image URL or path (default `url`). */
+  urlCol?: string;
+  /** Manifest column with the caption (default none; text is on when given). */
+  captionCol?: string;
+  /** Keep a manifest's other columns as metadata (default false: only `url`). */
+  saveAdditionalColumns?: boolean;
+  /** Manifest downloads in flight (default 64), apart from the decode window. */
+  downloadConcurrency?: number;
+  /** Connect and idle-read timeout of one download attempt, in milliseconds (default 10,000 / 20,000). */
+  downloadTimeoutMs?: number;
+  /** Retries of a download after a transient failure: 5xx, 429, timeout, reset (default 3). */
+  downloadRetries?: number;
+  /** User-Agent of downloads (default `glimpse/<version>`). */
+  userAgent?: string;
   /** Storage options for remote inputs and outputs (S3 endpoint and credentials, HTTP timeouts). */
   storage?: StorageOptions;
   /** Parent folder of the local staging folder of a remote output (default: the OS temp folder). */
@@ -105,6 +124,11 @@ function validate(
     assertPositiveInteger('outputPartitionCount', o.outputPartitionCount);
   if (o.subsetSize !== undefined) assertPositiveInteger('subsetSize', o.subsetSize);
   if (o.numPreproWorkers !== undefined) assertPositiveInteger('numPreproWorkers', o.numPreproWorkers, 256);
+  if (o.downloadConcurrency !== undefined)
+    assertPositiveInteger('downloadConcurrency', o.downloadConcurrency, 4096);
+  if (o.downloadTimeoutMs !== undefined) assertPositiveInteger('downloadTimeoutMs', o.downloadTimeoutMs);
+  if (o.downloadRetries !== undefined && !isNonNegativeInteger(o.downloadRetries))
+    throw invalidParameterError('downloadRetries', 'a non-negative integer', o.downloadRetries);
   const outputDtype = o.outputDtype ?? 'float16';
   assertOneOf('outputDtype', outputDtype, ['float16', 'float32'] as const);
   if (o.enableImage === false && o.enableText === false) {
@@ -192,6 +216,17 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
     ...(options.wdsCaptionKey !== undefined ? { wdsCaptionKey: options.wdsCaptionKey } : {}),
     ...(options.limits?.maxBytes !== undefined ? { maxImageBytes: options.limits.maxBytes } : {}),
     ...(options.storage !== undefined ? { storage: options.storage } : {}),
+    ...(options.urlCol !== undefined ? { urlCol: options.urlCol } : {}),
+    ...(options.captionCol !== undefined ? { captionCol: options.captionCol } : {}),
+    ...(options.saveAdditionalColumns !== undefined
+      ? { saveAdditionalColumns: options.saveAdditionalColumns }
+      : {}),
+    ...(options.downloadConcurrency !== undefined
+      ? { downloadConcurrency: options.downloadConcurrency }
+      : {}),
+    ...(options.downloadTimeoutMs !== undefined ? { downloadTimeoutMs: options.downloadTimeoutMs } : {}),
+    ...(options.downloadRetries !== undefined ? { downloadRetries: options.downloadRetries } : {}),
+    ...(options.userAgent !== undefined ? { userAgent: options.userAgent } : {}),
   });
   const enableImage = source.enableImage;
   const enableText = source.enableText;
@@ -327,6 +362,14 @@ export async function runEmbedJob(options: EmbedJobOptions): Promise<EmbedJobRes
         input_format: inputFormat,
         ...(inputFormat === 'webdataset'
           ? { wds_image_key: options.wdsImageKey ?? 'jpg', wds_caption_key: options.wdsCaptionKey ?? 'txt' }
+          : {}),
+        ...(inputFormat !== 'files' && inputFormat !== 'webdataset'
+          ? {
+              url_col: options.urlCol ?? 'url',
+              caption_col: options.captionCol ?? null,
+              save_additional_columns: options.saveAdditionalColumns ?? false,
+              download_concurrency: options.downloadConcurrency ?? 64,
+            }
           : {}),
         batch_size: batchSize,
         enable_image: enableImage,

@@ -6,6 +6,7 @@ import { GlimpseError } from '../errors/index.js';
 import type { StorageOptions } from '../storage/index.js';
 import { createFolderSource } from './folder.js';
 import { createWebDatasetSource } from './webdataset.js';
+import { createManifestSource, MANIFEST_FORMATS, type ManifestFormat } from './manifest.js';
 import type { SampleSource } from './types.js';
 
 export {
@@ -20,11 +21,26 @@ export {
   type WebDatasetSource,
   type WebDatasetSourceOptions,
 } from './webdataset.js';
-export { expandBraces, expandInputs, globToRegExp } from './shards.js';
+export {
+  createManifestSource,
+  MANIFEST_FORMATS,
+  type ManifestFormat,
+  type ManifestSource,
+  type ManifestSourceOptions,
+} from './manifest.js';
+export {
+  Downloader,
+  defaultUserAgent,
+  inCompletionOrder,
+  type DownloadOptions,
+  type DownloadResult,
+} from './download.js';
+export { CsvParser, parseCsv } from './csv.js';
+export { expandBraces, expandInputs, globToRegExp, resolveBeside } from './shards.js';
 export { readTarMembers, scanTarHeaders, type TarMember, type TarScan } from './tar.js';
 export type { Sample, SampleSource, SourceIssue } from './types.js';
 
-export const INPUT_FORMATS = ['files', 'webdataset'] as const;
+export const INPUT_FORMATS = ['files', 'webdataset', ...MANIFEST_FORMATS] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
 
 export interface OpenSourceOptions {
@@ -38,8 +54,22 @@ export interface OpenSourceOptions {
   wdsImageKey?: string;
   /** WebDataset caption member extension. */
   wdsCaptionKey?: string;
-  /** Largest image in bytes (tar members). */
+  /** Largest image in bytes (tar members, downloads). */
   maxImageBytes?: number;
+  /** Manifest column with the image URL or path (default `url`). */
+  urlCol?: string;
+  /** Manifest column with the caption. */
+  captionCol?: string;
+  /** Keep the manifest's other columns as metadata. */
+  saveAdditionalColumns?: boolean;
+  /** Downloads in flight (default 64). */
+  downloadConcurrency?: number;
+  /** Connect and read (idle) timeout of a download in milliseconds (default 10,000 / 20,000). */
+  downloadTimeoutMs?: number;
+  /** Retries of a download after a transient failure (default 3). */
+  downloadRetries?: number;
+  /** User-Agent of downloads (default `glimpse/<version>`). */
+  userAgent?: string;
   storage?: StorageOptions;
 }
 
@@ -79,6 +109,33 @@ export async function openSource(options: OpenSourceOptions): Promise<OpenedSour
           ? ` (${folder.listing.imagesWithoutCaption} images have no caption; pass --enable-text false to embed them)`
           : '',
       counts: () => ({ images_without_caption: folder.listing.imagesWithoutCaption }),
+    });
+  }
+  if ((MANIFEST_FORMATS as readonly string[]).includes(options.inputFormat)) {
+    const manifest = await createManifestSource(options.input, {
+      format: options.inputFormat as ManifestFormat,
+      enableImage: options.enableImage,
+      enableText: options.enableText,
+      enableMetadata: options.enableMetadata,
+      ...(options.urlCol !== undefined ? { urlCol: options.urlCol } : {}),
+      ...(options.captionCol !== undefined ? { captionCol: options.captionCol } : {}),
+      ...(options.saveAdditionalColumns !== undefined
+        ? { saveAdditionalColumns: options.saveAdditionalColumns }
+        : {}),
+      ...(options.storage !== undefined ? { storage: options.storage } : {}),
+      download: {
+        ...(options.downloadConcurrency !== undefined ? { concurrency: options.downloadConcurrency } : {}),
+        ...(options.downloadTimeoutMs !== undefined
+          ? { connectTimeoutMs: options.downloadTimeoutMs, readTimeoutMs: options.downloadTimeoutMs }
+          : {}),
+        ...(options.downloadRetries !== undefined ? { retries: options.downloadRetries } : {}),
+        ...(options.maxImageBytes !== undefined ? { maxBytes: options.maxImageBytes } : {}),
+        ...(options.userAgent !== undefined ? { userAgent: options.userAgent } : {}),
+      },
+      ...sub,
+    });
+    return Object.assign(manifest, {
+      emptyHint: () => ' (the manifest has no rows)',
     });
   }
   const wds = await createWebDatasetSource(options.input, {

@@ -191,8 +191,14 @@ async function expandRemoteGlob(pattern: string, storages: StorageSet): Promise<
   return entries.filter((e) => re.test(e.name)).map((e) => e.url);
 }
 
-/** Where a relative line of a list file points: beside the list file. */
-function resolveBeside(listUrl: string, line: string): string {
+/**
+ * Where a relative path found in a file (a list file's line, a manifest's path column) points: beside that
+ * file. Absolute paths and URLs stay as they are.
+ *
+ * @example
+ *   resolveBeside('s3://b/lists/train.txt', 'shards/0.tar'); // 's3://b/lists/shards/0.tar'
+ */
+export function resolveBeside(listUrl: string, line: string): string {
   if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(line) || line.startsWith('/')) return line;
   const kind = storageKind(listUrl);
   if (kind === 'http') return new URL(line, listUrl).toString();

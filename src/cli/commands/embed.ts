@@ -14,6 +14,13 @@ interface EmbedFlags {
   inputFormat: InputFormat;
   wdsImageKey?: string;
   wdsCaptionKey?: string;
+  urlCol?: string;
+  captionCol?: string;
+  saveAdditionalColumns?: boolean;
+  downloadConcurrency?: number;
+  downloadTimeout?: number;
+  downloadRetries?: number;
+  userAgent?: string;
   batchSize?: number;
   numPreproWorkers?: number;
   enableImage: boolean;
@@ -31,6 +38,15 @@ interface EmbedFlags {
   cacheDir?: string;
   offline?: boolean;
   json?: boolean;
+}
+
+function parseRetries(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(
+      `Expected a non-negative integer for --download-retries but received ${JSON.stringify(value)}`,
+    );
+  return n;
 }
 
 function parseInputFormat(value: string): InputFormat {
@@ -61,6 +77,25 @@ export function registerEmbedCommand(program: Command): void {
     .option(`--input-format <${INPUT_FORMATS.join('|')}>`, 'input format', parseInputFormat, 'files')
     .option('--wds-image-key <exts>', 'WebDataset image member extension(s), first present wins', 'jpg')
     .option('--wds-caption-key <ext>', 'WebDataset caption member extension', 'txt')
+    .option('--url-col <name>', 'manifest column with the image URL or path (default url)')
+    .option('--caption-col <name>', 'manifest column with the caption (text is on when given)')
+    .option(
+      '--save-additional-columns [bool]',
+      "keep the manifest's other columns as metadata",
+      parseBoolOption('--save-additional-columns'),
+    )
+    .option(
+      '--download-concurrency <n>',
+      'manifest downloads in flight (default 64)',
+      parseIntOption('--download-concurrency'),
+    )
+    .option(
+      '--download-timeout <seconds>',
+      'connect / idle-read timeout of one download attempt (default 10 / 20)',
+      parseIntOption('--download-timeout'),
+    )
+    .option('--download-retries <n>', 'retries after 5xx, 429, timeouts and resets (default 3)', parseRetries)
+    .option('--user-agent <ua>', 'User-Agent of downloads (default glimpse/<version>)')
     .option('--batch-size <n>', 'images per inference batch (default 32)', parseIntOption('--batch-size'))
     .option(
       '--num-prepro-workers <n>',
@@ -129,6 +164,14 @@ export function registerEmbedCommand(program: Command): void {
           options.wdsImageKey = flags.wdsImageKey ?? 'jpg';
           options.wdsCaptionKey = flags.wdsCaptionKey ?? 'txt';
         }
+        if (flags.urlCol !== undefined) options.urlCol = flags.urlCol;
+        if (flags.captionCol !== undefined) options.captionCol = flags.captionCol;
+        if (flags.saveAdditionalColumns !== undefined)
+          options.saveAdditionalColumns = flags.saveAdditionalColumns;
+        if (flags.downloadConcurrency !== undefined) options.downloadConcurrency = flags.downloadConcurrency;
+        if (flags.downloadTimeout !== undefined) options.downloadTimeoutMs = flags.downloadTimeout * 1000;
+        if (flags.downloadRetries !== undefined) options.downloadRetries = flags.downloadRetries;
+        if (flags.userAgent !== undefined) options.userAgent = flags.userAgent;
         if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
         if (flags.numPreproWorkers !== undefined) options.numPreproWorkers = flags.numPreproWorkers;
         if (flags.writeBatchSize !== undefined) options.writeBatchSize = flags.writeBatchSize;
