@@ -8,6 +8,13 @@ import { registerEmbedOneCommand } from './commands/embed-one.js';
 import { registerModelSynthCommand } from './commands/model-synth.js';
 import { registerModelPullCommand } from './commands/model-pull.js';
 import { registerModelInfoCommand } from './commands/model-info.js';
+import { registerReadCommand } from './commands/read.js';
+import { registerCollectionCommand } from './commands/collection.js';
+import { registerInsertCommand } from './commands/insert.js';
+import { registerImportCommand } from './commands/import.js';
+import { registerIndexCommand } from './commands/index.js';
+import { registerSearchCommand } from './commands/search.js';
+import { registerFilterCommand } from './commands/filter.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -27,6 +34,13 @@ export function buildProgram(): Command {
   registerModelInfoCommand(model);
   registerModelSynthCommand(model);
   registerModelPullCommand(model);
+  registerReadCommand(program);
+  registerCollectionCommand(program);
+  registerInsertCommand(program);
+  registerImportCommand(program);
+  registerIndexCommand(program);
+  registerSearchCommand(program);
+  registerFilterCommand(program);
   return program;
 }
 
