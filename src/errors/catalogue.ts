@@ -183,6 +183,53 @@ export const errorCatalogue = {
     fix: 'Check free space and permissions on the output location.',
   },
 
+  // --- jobs and ledgers ------------------------------------------------------------------------
+  GLIMPSE_E_JOB_NOT_FOUND: {
+    status: 404,
+    summary: 'The ledger has no job of that name.',
+    fix: 'Check `--ledger` and `--job` (`glimpse job status --ledger <url> --job <name>`), or plan the job first with `glimpse job plan`.',
+  },
+  GLIMPSE_E_JOB_CONFLICT: {
+    status: 409,
+    summary: 'A job of that name exists in the ledger with different settings.',
+    fix: 'The message lists the settings that differ. Re-run with the settings the job was planned with, pick a new `--job` name, or drop the old job with `glimpse job reset --drop`.',
+  },
+  GLIMPSE_E_JOB_LEASE_LOST: {
+    status: 409,
+    summary: 'A worker lost its lease on a shard (expired or taken over), so it may not commit its result.',
+    fix: 'Nothing to fix when it is rare: the shard is redone by whoever holds it now. When it is frequent, workers miss heartbeats (overloaded machine, long GC pauses): raise `--lease` or lower the load per machine.',
+  },
+  GLIMPSE_E_JOB_INPUT_CHANGED: {
+    status: 409,
+    summary: 'The input changed since the job was planned, so its shards no longer mean the same samples.',
+    fix: 'Restore the input as it was when planned, or start a new job (a new `--job` name or `glimpse job reset --drop`) and a new output folder.',
+  },
+  GLIMPSE_E_JOB_MODEL_MISMATCH: {
+    status: 409,
+    summary: "A worker's model is not the model the job was planned with (fingerprints differ).",
+    fix: 'Give every worker the same model folder (same files, same dtype) as the planner; vectors of different models must never mix in one output.',
+  },
+  GLIMPSE_E_JOB_SHARDS_FAILED: {
+    status: 500,
+    summary: 'The job ended with shards that failed for good after their last attempt.',
+    fix: "`glimpse job status` lists each failed shard with every attempt's error. Fix the cause, then `glimpse job retry-failed` and run the workers again; finished shards are kept.",
+  },
+  GLIMPSE_E_JOB_WORKER_CRASHED: {
+    status: 500,
+    summary: 'Local worker processes kept exiting abnormally, more often than the restart budget allows.',
+    fix: "Read the workers' stderr above the error (out of memory, a missing model, a crash). Fix the cause and re-run the same command: it resumes.",
+  },
+  GLIMPSE_E_LEDGER_UNAVAILABLE: {
+    status: 503,
+    summary: 'The job ledger (SQLite file or Redis server) cannot be opened or reached.',
+    fix: 'For `sqlite:<path>` check the folder exists and is writable (and not on a network filesystem); for `redis://host:port/db` check the server runs and is reachable from this machine.',
+  },
+  GLIMPSE_E_LEDGER_UNSAFE: {
+    status: 500,
+    summary: 'The Redis server is configured so that it could silently lose jobs (an eviction policy).',
+    fix: 'Set `maxmemory-policy noeviction` on the Redis server (`CONFIG SET maxmemory-policy noeviction`, and in redis.conf), and enable persistence (`appendonly yes`).',
+  },
+
   // --- formats and the embedding reader --------------------------------------------------------
   GLIMPSE_E_NPY_INVALID: {
     status: 422,
