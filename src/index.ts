@@ -86,3 +86,25 @@ export {
 // pipeline: the model API and the embed job
 export { loadModel, ClipModel, type LoadModelOptions, type ImageInput } from './pipeline/model.js';
 export { runEmbedJob, type EmbedJobOptions, type EmbedJobResult } from './pipeline/embed.js';
+
+// storage (local paths, http(s), s3)
+export {
+  openStorage,
+  type Storage,
+  type StorageOptions,
+  type StorageKind,
+  type StatResult,
+  type ListEntry,
+} from './storage/index.js';
+
+// reader: stream embedding collections larger than memory
+export {
+  EmbeddingReader,
+  exportEmbeddings,
+  type ExportOptions,
+  type EmbeddingBatch,
+  type EmbeddingFormat,
+  type EmbeddingReaderOptions,
+  type ReadOptions,
+  type ReaderEvent,
+} from './reader/index.js';
