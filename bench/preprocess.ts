@@ -7,28 +7,15 @@
 // threads, libvips' included) around one preprocessToCrop call; the median over rounds is reported.
 // Prints a table and writes bench/out/preprocess.json.
 import { execFileSync } from 'node:child_process';
+import { OPENAI_CLIP_PREPROCESS } from '../src/models/preprocessor-config.js';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeImage } from '../src/decode/image.js';
 import { normalizeCrop, preprocessToCrop, type PreprocessMode } from '../src/decode/preprocess.js';
-import type { PreprocessConfig } from '../src/models/types.js';
 import { machine, median, parseArgs, printTable, repoRoot, writeJson } from './common.js';
 
-const CLIP: PreprocessConfig = {
-  doResize: true,
-  shortestEdge: 224,
-  resample: 'bicubic',
-  doCenterCrop: true,
-  cropHeight: 224,
-  cropWidth: 224,
-  doRescale: true,
-  rescaleFactor: 1 / 255,
-  doNormalize: true,
-  imageMean: [0.48145466, 0.4578275, 0.40821073],
-  imageStd: [0.26862954, 0.26130258, 0.27577711],
-  doConvertRgb: true,
-};
+const CLIP = OPENAI_CLIP_PREPROCESS;
 
 const args = parseArgs();
 const rounds = Number(args.get('rounds') ?? 5);

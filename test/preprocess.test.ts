@@ -2,6 +2,7 @@
 // (scripts/reference/preprocess.py; committed crops in test/fixtures/preprocess/, synthetic cases generated
 // into a temporary folder by the same script).
 import { test } from 'node:test';
+import { OPENAI_CLIP_PREPROCESS } from '../src/models/preprocessor-config.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,21 +27,7 @@ const root = new URL('..', import.meta.url).pathname;
 const images = join(root, 'test/fixtures/images');
 const refs = join(root, 'test/fixtures/preprocess');
 
-/** openai/clip-vit-base-patch32's preprocessor_config.json, written out. */
-const CLIP: PreprocessConfig = {
-  doResize: true,
-  shortestEdge: 224,
-  resample: 'bicubic',
-  doCenterCrop: true,
-  cropHeight: 224,
-  cropWidth: 224,
-  doRescale: true,
-  rescaleFactor: 1 / 255,
-  doNormalize: true,
-  imageMean: [0.48145466, 0.4578275, 0.40821073],
-  imageStd: [0.26862954, 0.26130258, 0.27577711],
-  doConvertRgb: true,
-};
+const CLIP = OPENAI_CLIP_PREPROCESS;
 
 interface ManifestEntry {
   file?: string;

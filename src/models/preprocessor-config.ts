@@ -22,6 +22,25 @@ export const OPENAI_CLIP_STD: readonly [number, number, number] = Object.freeze(
   0.26862954, 0.26130258, 0.27577711,
 ]) as readonly [number, number, number];
 
+/**
+ * openai/clip-vit-base-patch32's preprocessing (its preprocessor_config.json, parsed): resize the shortest
+ * edge to 224 (bicubic), centre crop 224×224, rescale by 1/255, normalise with OpenAI's mean and std.
+ */
+export const OPENAI_CLIP_PREPROCESS: PreprocessConfig = Object.freeze({
+  doResize: true,
+  shortestEdge: 224,
+  resample: 'bicubic',
+  doCenterCrop: true,
+  cropHeight: 224,
+  cropWidth: 224,
+  doRescale: true,
+  rescaleFactor: 1 / 255,
+  doNormalize: true,
+  imageMean: OPENAI_CLIP_MEAN,
+  imageStd: OPENAI_CLIP_STD,
+  doConvertRgb: true,
+});
+
 /** PIL resampling numbers glimpse implements. */
 const RESAMPLE: Readonly<Record<number, ResampleFilter>> = { 0: 'nearest', 2: 'bilinear', 3: 'bicubic' };
 /** PIL numbers that exist but are not implemented (named in the error). */
