@@ -16,12 +16,16 @@ export function isTempName(name: string): boolean {
  * Writes `data` to `path` atomically: a temp name in the same folder, fsync, rename, fsync the folder.
  * A killed process leaves at most a temp file (recognisable by isTempName), never a partial `path`.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string | AsyncIterable<Uint8Array>,
+): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
-    await handle.writeFile(data);
+    if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
+    else for await (const chunk of data) await handle.write(chunk);
     await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);

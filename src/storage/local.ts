@@ -1,7 +1,7 @@
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { syncDir, tempPathFor, writeFileAtomic } from '../core/fs-atomic.js';
+import { writeFileAtomic } from '../core/fs-atomic.js';
 import { GlimpseError } from '../errors/index.js';
 import type { RangeReader } from '../formats/parquet.js';
 import { compareNames, localPath } from './url.js';
@@ -150,24 +150,7 @@ export class LocalStorage implements Storage {
   async writeAtomic(url: string, body: WriteBody): Promise<void> {
     const path = localPath(url);
     try {
-      if (body instanceof Uint8Array) {
-        await writeFileAtomic(path, body);
-        return;
-      }
-      await mkdir(dirname(path), { recursive: true });
-      const tmp = tempPathFor(path);
-      const handle = await open(tmp, 'w');
-      try {
-        for await (const chunk of body) await handle.write(chunk);
-        await handle.sync();
-      } catch (err) {
-        await handle.close().catch(() => undefined);
-        await rm(tmp, { force: true });
-        throw err;
-      }
-      await handle.close();
-      await rename(tmp, path);
-      await syncDir(dirname(path));
+      await writeFileAtomic(path, body);
     } catch (err) {
       if (err instanceof GlimpseError) throw err;
       const text = err instanceof Error ? err.message : String(err);
