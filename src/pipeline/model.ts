@@ -10,6 +10,7 @@ import { normalizeCrop, preprocessImage as preprocessWithConfig } from '../decod
 import { loadClipTokenizer, type ClipTokenizer } from '../decode/tokenize.js';
 import { TextSession, VisionSession, type EmbeddingMatrix, type InferenceOptions } from '../infer/onnx.js';
 import { readInput } from './inputs.js';
+import { embedTextsBucketed } from './texts.js';
 
 export type { EmbeddingMatrix } from '../infer/onnx.js';
 
@@ -158,7 +159,7 @@ export class ClipModel {
     return { data: out, rows: inputs.length, dimension: this.dimension };
   }
 
-  /** Embeds texts into an L2-normalized `[n, d]` matrix, each batch padded only to its longest text. */
+  /** Embeds texts into an L2-normalized `[n, d]` matrix, in input order (length-bucketed, see embedTextsBucketed). */
   async embedTexts(texts: readonly string[], options: { batchSize?: number } = {}): Promise<EmbeddingMatrix> {
     if (!Array.isArray(texts))
       throw new GlimpseError(
@@ -172,8 +173,7 @@ export class ClipModel {
     const out = new Float32Array(texts.length * this.dimension);
     for (let start = 0; start < texts.length; start += batchSize) {
       this.options.signal?.throwIfAborted();
-      const enc = tokenizer.encodeBatch(texts.slice(start, start + batchSize));
-      const m = await session.embed(enc.inputIds, enc.attentionMask, enc.batch, enc.length);
+      const m = await embedTextsBucketed(tokenizer, session, texts.slice(start, start + batchSize));
       out.set(m.data, start * this.dimension);
     }
     return { data: out, rows: texts.length, dimension: this.dimension };

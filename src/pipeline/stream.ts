@@ -3,6 +3,7 @@ import type { Sample } from '../sources/types.js';
 import type { DecodePool, DecodeResult } from '../decode/pool.js';
 import { normalizeCrop } from '../decode/preprocess.js';
 import type { ClipModel } from './model.js';
+import { embedTextsBucketed } from './texts.js';
 
 /** A sample that could not be embedded, with its coded reason. */
 export interface SampleFailure {
@@ -144,10 +145,8 @@ export async function* embedSamples(
       }
       if (text && tokenizer) {
         const t2 = performance.now();
-        const enc = tokenizer.encodeBatch(good.map((g) => g.sample.caption!));
-        batch.textEmbeddings = (
-          await text.embed(enc.inputIds, enc.attentionMask, enc.batch, enc.length)
-        ).data;
+        const captions = good.map((g) => g.sample.caption!);
+        batch.textEmbeddings = (await embedTextsBucketed(tokenizer, text, captions)).data;
         seconds.textInference = (performance.now() - t2) / 1000;
       }
     }
