@@ -187,6 +187,8 @@ async function main(): Promise<void> {
     console.log(
       `${dtype} (b) glimpse embed: ${b.rate.toFixed(1)} images/s, peak RSS ${b.maxRssMB.toFixed(0)} MB`,
     );
+    const bf = await runMeasurement('glimpse', [...common, '--mode', 'fast']);
+    console.log(`${dtype} (b') glimpse embed --preprocess fast: ${bf.rate.toFixed(1)} images/s`);
     const d = await runMeasurement('tjs', common);
     console.log(
       `${dtype} (d) transformers.js: ${d.rate.toFixed(1)} images/s, peak RSS ${d.maxRssMB.toFixed(0)} MB`,
@@ -201,6 +203,8 @@ async function main(): Promise<void> {
       '(a) infer img/s': a.rate,
       '(b) glimpse img/s': b.rate,
       '(c) b/a': b.rate / a.rate,
+      "(b') fast img/s": bf.rate,
+      "b'/a": bf.rate / a.rate,
       '(d) tjs img/s': d.rate,
       '(e) b/d': b.rate / d.rate,
       'glimpse RSS MB': b.maxRssMB,
