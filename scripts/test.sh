@@ -38,6 +38,9 @@ node_modules/.bin/tsx scripts/check-imports.ts
 # 4. Build (end-to-end tests run the compiled CLI as users do).
 npm run --silent build
 
+# The web UI the browser tests drive (Vite into ui/dist).
+npm run --silent build:ui
+
 # 5. Unit and end-to-end tests (node's test runner; one file at a time, 2-core machines).
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 node --import tsx --test --test-concurrency=1 "${files[@]}"
