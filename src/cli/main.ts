@@ -15,6 +15,7 @@ import { registerImportCommand } from './commands/import.js';
 import { registerIndexCommand } from './commands/index.js';
 import { registerSearchCommand } from './commands/search.js';
 import { registerFilterCommand } from './commands/filter.js';
+import { registerServeCommand } from './commands/serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerIndexCommand(program);
   registerSearchCommand(program);
   registerFilterCommand(program);
+  registerServeCommand(program);
   return program;
 }
 
