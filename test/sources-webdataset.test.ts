@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { ensureSynthModel } from '../src/models/synth/index.js';
@@ -511,6 +512,33 @@ describe('WebDataset: damaged and unusual shards', () => {
     assert.deepEqual(
       info.source_issues.map((i) => i.key),
       [join(dir, '1-truncated.tar'), join(dir, '2-corrupt.tar')],
+    );
+  });
+
+  test('gzipped shards are streamed through gunzip; without a pre-scan the size is unknown and bounded', async () => {
+    const dir = join(work, 'gz');
+    await mkdir(dir, { recursive: true });
+    const tar = await buildShard(join(dir, 'plain.tar'), [
+      { name: 'g0.jpg', data: await photo('123_456.jpg') },
+      { name: 'g0.txt', data: 'zero' },
+      { name: 'g1.jpg', data: await photo('208_495.jpg') },
+      { name: 'g1.txt', data: 'one' },
+    ]);
+    const gz = gzipSync(tar);
+    await writeFile(join(dir, 'a.tar.gz'), gz);
+    const source = await createWebDatasetSource(join(dir, 'a.tar.gz'));
+    assert.equal(source.prescanned, false);
+    assert.equal(source.size, undefined);
+    assert.equal(source.sizeBound, Math.ceil((gz.length * 1032) / 512));
+    assert.equal(source.enableText, true);
+    const samples = await collect(source.read());
+    source.close?.();
+    assert.deepEqual(
+      samples.map((s) => [s.name, s.caption]),
+      [
+        ['g0', 'zero'],
+        ['g1', 'one'],
+      ],
     );
   });
 

@@ -72,6 +72,8 @@ export class Downloader {
   private readonly retries: number;
   private readonly backoffMs: number;
   private readonly maxBytes: number;
+  /** Aborted by close(): downloads still running stop retrying. */
+  private readonly closed = new AbortController();
   readonly concurrency: number;
 
   constructor(options: DownloadOptions = {}) {
@@ -93,16 +95,18 @@ export class Downloader {
     this.others = new StorageSet(options.storage);
   }
 
-  /** One item: its bytes, or why it could not be downloaded (never throws, except when aborted). */
+  /** One item: its bytes, or why it could not be downloaded (never throws, except when aborted or closed). */
   async fetch(url: string, signal?: AbortSignal): Promise<DownloadResult> {
     const storage = storageKind(url) === 'http' ? this.http : this.others.for(url);
     let last: unknown;
     let attempts = 0;
     while (attempts <= this.retries) {
       signal?.throwIfAborted();
+      this.closed.signal.throwIfAborted();
       if (attempts > 0) {
         const wait = this.backoffMs * 2 ** (attempts - 1);
         await new Promise((r) => setTimeout(r, wait / 2 + Math.random() * (wait / 2)));
+        this.closed.signal.throwIfAborted();
       }
       attempts++;
       try {
@@ -141,7 +145,9 @@ export class Downloader {
     };
   }
 
+  /** Frees sockets and clients; downloads still running fail (a rejected promise) instead of retrying. */
   close(): void {
+    this.closed.abort();
     this.http.close();
     this.others.close();
   }

@@ -65,12 +65,12 @@ export function registerEmbedCommand(program: Command): void {
   program
     .command('embed')
     .description(
-      'embed a folder of images (+ x.txt captions, x.json metadata) or WebDataset shards into img_emb/, text_emb/, metadata/',
+      'embed a folder of images (+ x.txt captions, x.json metadata), WebDataset shards or a manifest of URLs into img_emb/, text_emb/, metadata/',
     )
     .usage('[options] <input...> <output>')
     .argument(
       '<paths...>',
-      'input(s) then the output: a folder; or shards, brace patterns (data/{00000..00099}.tar), globs, .txt lists, http(s):// or s3:// URLs; the output is a folder or s3://bucket/prefix',
+      'input(s) then the output: a folder; shards, brace patterns (data/{00000..00099}.tar), globs, .txt lists; manifest files; local paths, http(s):// or s3:// URLs. The output is a folder or s3://bucket/prefix',
     )
     .option('--model <id|dir>', 'model folder or hub id', 'openai/clip-vit-base-patch32')
     .option('--dtype <fp32|fp16|q8>', 'ONNX precision variant', 'fp32')
@@ -105,7 +105,7 @@ export function registerEmbedCommand(program: Command): void {
     .option('--enable-image [bool]', 'embed images', parseBoolOption('--enable-image'), true)
     .option(
       '--enable-text [bool]',
-      'embed captions (default: when the folder has any)',
+      'embed captions (default auto: when the input has captions; for manifests, when --caption-col is given)',
       parseBoolOption('--enable-text'),
     )
     .option(
@@ -129,7 +129,7 @@ export function registerEmbedCommand(program: Command): void {
     .option('--overwrite', 'replace the outputs of an existing output folder', false)
     .option('--preprocess <exact|fast>', 'exact = OpenAI CLIP parity; fast = libvips resize', 'exact')
     .option('--max-pixels <n>', 'largest accepted image (width × height)', parseIntOption('--max-pixels'))
-    .option('--max-image-bytes <size>', 'largest accepted image file (e.g. 64M)')
+    .option('--max-image-bytes <size>', 'largest accepted image file, tar member or download (e.g. 64M)')
     .option('--threads <n>', 'inference intra-op threads (default: cores)', parseIntOption('--threads'))
     .option('--cache-dir <dir>', 'model cache folder')
     .option('--offline', 'never download models')
