@@ -167,6 +167,33 @@ describe('WebDataset: clip-retrieval test shards', () => {
     });
   });
 
+  test('range reads of pre-scanned shards number samples as a full read and skip whole shards unopened', async () => {
+    const dir = join(work, 'ranges');
+    await mkdir(dir, { recursive: true });
+    for (const i of [1, 2, 3, 4]) await copyFile(join(SHARDS, `image${i}.tar`), join(dir, `image${i}.tar`));
+    const source = await createWebDatasetSource(join(dir, 'image{1..4}.tar'));
+    assert.equal(source.size, 11);
+    const full = await collect(source.read());
+    assert.deepEqual(
+      full.map((s) => [s.index, s.name]),
+      CLIP_RETRIEVAL_KEYS.map((k, i) => [i, k]),
+    );
+    // Samples 7–9 are in image3 and image4: image1 and image2 are never opened (removed here).
+    await rm(join(dir, 'image1.tar'));
+    await rm(join(dir, 'image2.tar'));
+    const part = await collect(source.read({ start: 7, end: 10 }));
+    source.close?.();
+    assert.deepEqual(
+      part.map((s) => [s.index, s.key]),
+      [
+        [7, `${join(dir, 'image3.tar')}#123_456`],
+        [8, `${join(dir, 'image3.tar')}#208_495`],
+        [9, `${join(dir, 'image4.tar')}#321_421`],
+      ],
+    );
+    assert.equal(source.takeIssues?.().length, 0);
+  });
+
   test('a brace pattern, a glob and a .txt list name the same shards, in order', async () => {
     const storages = new StorageSet();
     try {

@@ -7,7 +7,10 @@ export interface Sample {
    * the manifest row's URL/path.
    */
   readonly key: string;
-  /** Position of the sample in the stream the source yields (0-based, consecutive). */
+  /**
+   * Position of the sample in the source's stable order (0-based, increasing; consecutive except where a
+   * pre-scanned WebDataset shard gives fewer samples than its headers promised).
+   */
   readonly index: number;
   /** Where the image bytes are (a local path or URL), when the sample has an image. */
   readonly imagePath?: string;

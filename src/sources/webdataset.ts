@@ -367,6 +367,8 @@ export async function createWebDatasetSource(
     // Exact count by a header-only scan when every shard is a local, uncompressed tar.
     const prescanned = shards.every((s) => storageKind(s) === 'local' && !isGzip(s));
     let size: number | undefined;
+    /** Samples per shard from the pre-scan: the index of a shard's first sample is the sum before it. */
+    let shardCounts: number[] | undefined;
     if (prescanned) {
       const counts = await mapLimit(shards, 4, async (url) => {
         const { members } = await scanTarHeaders(localPath(url));
@@ -383,6 +385,7 @@ export async function createWebDatasetSource(
         for (const bits of kinds.values()) if ((!enableImage || bits & 1) && (!enableText || bits & 2)) n++;
         return n;
       });
+      shardCounts = counts;
       size = counts.reduce((a, b) => a + b, 0);
       if (options.subsetSize !== undefined) size = Math.min(size, options.subsetSize);
     }
@@ -416,9 +419,17 @@ export async function createWebDatasetSource(
         const start = range.start ?? 0;
         const end = Math.min(range.end ?? Number.POSITIVE_INFINITY, limit);
         let index = 0;
-        for (const shard of shards) {
+        for (const [k, shard] of shards.entries()) {
           if (index >= end) return;
           range.signal?.throwIfAborted();
+          // Pre-scanned: a shard whose samples all lie before `start` is skipped unopened (a shard belongs
+          // to the range holding its first index, so its issues are reported once), and every shard's first
+          // index is fixed by the counts, so a range read numbers samples as a full read does.
+          const counted = shardCounts?.[k];
+          if (counted !== undefined && index < start && index + counted <= start) {
+            index += counted;
+            continue;
+          }
           const assembler = new SampleAssembler(roles, maxPendingSamples, maxPendingBytes);
           const ready: Group[] = [];
           const shardStart = index;
@@ -460,6 +471,9 @@ export async function createWebDatasetSource(
             if (index >= start) yield toSample(shard, g, index, maxMemberBytes);
             if (++index >= end) return;
           }
+          // A shard that gave fewer samples than its headers promised (an evicted incomplete sample)
+          // leaves a gap, so the next shard's indices stay those of the pre-scan.
+          if (counted !== undefined) index = Math.max(index, shardStart + counted);
         }
       },
     };
