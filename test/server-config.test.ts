@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isGlimpseError } from '../src/errors/index.js';
@@ -162,4 +162,16 @@ test('every field has a GLIMPSE_* variable and a description', () => {
     SERVER_CONFIG_FIELDS.find((f) => f.key === 'limits.bodyBytes')?.env,
     'GLIMPSE_LIMITS_BODY_BYTES',
   );
+});
+
+test('docs/server.md documents every field with its environment variable', async () => {
+  const docs = await readFile(new URL('../docs/server.md', import.meta.url), 'utf8');
+  for (const f of SERVER_CONFIG_FIELDS) {
+    assert.ok(
+      docs.includes(`| \`${f.key}\` | \`${f.env}\` |`),
+      `docs/server.md has a row for ${f.key} (${f.env})`,
+    );
+  }
+  const rows = docs.match(/^\| `[a-zA-Z.]+` \| `GLIMPSE_[A-Z_]+` \|/gm) ?? [];
+  assert.equal(rows.length, SERVER_CONFIG_FIELDS.length, 'and no row for a field that does not exist');
 });
