@@ -218,6 +218,7 @@ async function main(): Promise<void> {
       dtype,
       inferenceOnly: a,
       glimpse: b,
+      glimpseFastPreprocess: bf,
       transformersJs: d,
       glimpseText: gt,
       transformersJsText: tt,
