@@ -137,6 +137,8 @@ describe('vector indexes on a LanceDB collection', () => {
     assert.ok(e.recall >= 0.8, `recall ${e.recall}`);
     assert.ok(e.sweep.length > 0 && e.sweep.every((p) => p.params.ef !== undefined));
     await newRowsAreSearchable('hnsw');
+    // More results than the stored ef: ef is raised to k for the query.
+    assert.equal((await c.search({ vector: vectors[0]!, topK: 200 })).length, 200);
 
     const flat = await buildIndex(c, { type: 'flat' });
     assert.equal(flat.config, undefined);

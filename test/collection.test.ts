@@ -324,6 +324,25 @@ describe('collections', () => {
     store.close();
   });
 
+  test("an open collection sees other handles' writes with readConsistencySeconds 0, not without", async () => {
+    const writer = await openDatabase(db);
+    const fresh = await openDatabase(db, { readConsistencySeconds: 0 });
+    const stale = await openDatabase(db);
+    const w = await createCollection(writer, 'shared', { fingerprint: null, dimension: 2 });
+    const a = await openCollection(fresh, 'shared');
+    const b = await openCollection(stale, 'shared');
+    await w.upsertVectors([{ id: 'p', vector: [1, 0] }]);
+    assert.equal(await a.count(), 1);
+    assert.equal(await b.count(), 0);
+    await assert.rejects(
+      () => openDatabase(db, { readConsistencySeconds: -1 }),
+      coded('GLIMPSE_E_ARG_INVALID'),
+    );
+    for (const c of [w, a, b]) await c.close();
+    for (const s of [writer, fresh, stale]) s.close();
+    await deleteCollection(db, 'shared');
+  });
+
   test('delete by ids and by filter, then stats; deleting a collection', async () => {
     const c = await openCollection(db, 'photos');
     assert.equal(await c.deleteIds(['123_456.jpg', 'nope']), 1);

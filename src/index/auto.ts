@@ -75,10 +75,10 @@ function formatBytes(n: number): string {
   return `${(n / 1024).toFixed(0)} KiB`;
 }
 
-/** Sub-vector counts LanceDB handles well: d/16 or d/8 (8 or 16 values each), larger first. */
+/** Sub-vector counts LanceDB's SIMD paths handle well: d/8, d/16 (8 or 16 values each), then d/32; larger first. */
 function subVectorChoices(dimension: number): number[] {
   const out: number[] = [];
-  for (const per of [4, 8, 16, 32]) if (dimension % per === 0) out.push(dimension / per);
+  for (const per of [8, 16, 32]) if (dimension % per === 0) out.push(dimension / per);
   return out.length > 0 ? out : [1];
 }
 

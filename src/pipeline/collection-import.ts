@@ -292,6 +292,13 @@ export async function importEmbeddings(
     let inserted = 0;
     let updated = 0;
     let row = 0;
+    // One write in flight while the next chunk is read and converted (LanceDB writes on its own threads).
+    let inflight: Promise<{ error: unknown } | undefined> | undefined;
+    const settle = async (): Promise<void> => {
+      const r = await inflight;
+      inflight = undefined;
+      if (r !== undefined) throw r.error;
+    };
     for (const part of parts) {
       const rows = part.header.shape[0];
       const names = (part.info?.columns ?? []).filter((c) => c.type !== 'FLOAT_LIST').map((c) => c.name);
@@ -320,14 +327,22 @@ export async function importEmbeddings(
           ids = new Array<string>(end - start);
           for (let i = 0; i < ids.length; i++) ids[i] = String(row + i);
         }
-        const r = await collection.writeRows({ ids, vectors, values }, mode);
-        inserted += r.inserted;
-        updated += r.updated;
-        failures.push(...r.failures);
         row += end - start;
-        tracker.add(end - start, r.failures.length);
+        await settle();
+        const target = collection;
+        inflight = target.writeRows({ ids, vectors, values }, mode).then(
+          (r) => {
+            inserted += r.inserted;
+            updated += r.updated;
+            failures.push(...r.failures);
+            tracker.add(ids.length, r.failures.length);
+            return undefined;
+          },
+          (error: unknown) => ({ error }),
+        );
       }
     }
+    await settle();
     const done = tracker.finish();
     const seconds = (performance.now() - started) / 1000;
     return {

@@ -29,7 +29,7 @@ import {
   type SearchDefaults,
 } from '../index/schema.js';
 import { compileFilter, idsPredicate, parseFilter } from '../search/filter.js';
-import { normalizeQuery, normalizeRows, scoreFromDistance } from '../search/query.js';
+import { normalizeQuery, scoreFromDistance } from '../search/query.js';
 import { loadModel, type ClipModel, type ImageInput, type LoadModelOptions } from './model.js';
 
 /** A database handle, or its URI (opened and closed around the call). */
@@ -38,6 +38,11 @@ export type DatabaseRef = string | VectorStore;
 export interface OpenDatabaseOptions {
   /** Object-store options passed to LanceDB as is (`region`, `endpoint`, `aws_access_key_id`, …). */
   storageOptions?: Record<string, string>;
+  /**
+   * Seconds between checks for writes by other processes (0: every read). Default: never — an open
+   * collection sees the version it opened plus its own writes. Set it in long-lived readers (servers).
+   */
+  readConsistencySeconds?: number;
 }
 
 /**
@@ -57,6 +62,12 @@ export async function openDatabase(uri: string, options: OpenDatabaseOptions = {
     )
       throw invalidParameterError('storageOptions', 'an object of string values', options.storageOptions);
     storeOptions.storageOptions = options.storageOptions;
+  }
+  if (options.readConsistencySeconds !== undefined) {
+    const s = options.readConsistencySeconds;
+    if (typeof s !== 'number' || !Number.isFinite(s) || s < 0)
+      throw invalidParameterError('readConsistencySeconds', 'a number of seconds ≥ 0', s);
+    storeOptions.readConsistencySeconds = s;
   }
   return VectorStore.connect(uri, storeOptions);
 }
@@ -282,12 +293,11 @@ export class Collection {
     };
   }
 
-  /** @internal writes a column-wise batch (vectors normalized here); source already checked. */
+  /** @internal writes a column-wise batch (vectors normalized in place); source already checked. */
   async writeRows(
     batch: RowBatch,
     mode: 'upsert' | 'append',
   ): Promise<{ inserted: number; updated: number; failures: ItemFailure[] }> {
-    normalizeRows(batch.vectors, this.dimension);
     const r = await this.table.write(batch, mode);
     return { inserted: r.inserted, updated: r.updated, failures: r.failures.map(itemFailure) };
   }
