@@ -38,8 +38,23 @@ export { resolveModel, modelCacheFolder, type ResolveModelOptions } from './mode
 export { synthesizeModel, ensureSynthModel } from './models/synth/index.js';
 
 // sources
-export { createFolderSource, IMAGE_EXTENSIONS, type FolderSourceOptions } from './sources/folder.js';
-export type { Sample, SampleSource } from './sources/types.js';
+export {
+  openSource,
+  createFolderSource,
+  createWebDatasetSource,
+  createManifestSource,
+  expandInputs,
+  IMAGE_EXTENSIONS,
+  INPUT_FORMATS,
+  type InputFormat,
+  type OpenSourceOptions,
+  type FolderSourceOptions,
+  type WebDatasetSourceOptions,
+  type ManifestSourceOptions,
+  type Sample,
+  type SampleSource,
+  type SourceIssue,
+} from './sources/index.js';
 
 // decode
 export {
