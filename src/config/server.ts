@@ -311,7 +311,13 @@ function splitList(v: unknown): unknown[] | undefined {
   return undefined;
 }
 
-/** True for `a.b.c.d/n` and IPv6 `x::/n` ranges (and plain addresses). */
+/**
+ * True for `a.b.c.d/n` and IPv6 `x::/n` ranges (and plain addresses).
+ *
+ * @example
+ *   isCidr('10.0.0.0/8'); // true
+ *   isCidr('10.0.0.0/33'); // false
+ */
 export function isCidr(text: string): boolean {
   const [addr, prefix, extra] = text.split('/');
   if (addr === undefined || extra !== undefined) return false;

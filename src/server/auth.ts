@@ -41,7 +41,12 @@ export function apiKeyChecker(keys: readonly string[]): (given: string | undefin
   };
 }
 
-/** The key a request carries, if any. */
+/**
+ * The key a request carries, if any: `Authorization: Bearer <key>`, else `X-API-Key`.
+ *
+ * @example
+ *   requestKey(request); // 's3cret' for `Authorization: Bearer s3cret`
+ */
 export function requestKey(request: FastifyRequest): string | undefined {
   const auth = request.headers.authorization;
   if (typeof auth === 'string') {

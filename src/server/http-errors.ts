@@ -123,7 +123,12 @@ export function toErrorAnswer(
   };
 }
 
-/** GLIMPSE_E_SERVER_NOT_FOUND for a route that does not exist. */
+/**
+ * GLIMPSE_E_SERVER_NOT_FOUND for a route that does not exist (the query string left out).
+ *
+ * @example
+ *   routeNotFound('GET', '/nope?x=1').message; // 'Expected a known route but there is no GET /nope (see /docs)'
+ */
 export function routeNotFound(method: string, url: string): GlimpseError {
   const path = url.split('?')[0] ?? url;
   return new GlimpseError(

@@ -43,12 +43,22 @@ export function decodeBase64Image(text: string, maxBytes: number, field = 'image
   return Buffer.from(body, body.includes('-') || body.includes('_') ? 'base64url' : 'base64');
 }
 
-/** The bytes of an image given by URL (guarded fetch). */
+/**
+ * The bytes of an image given by URL (guarded fetch: public addresses only, capped).
+ *
+ * @example
+ *   const bytes = await imageFromUrl(ctx.images, 'https://example.com/cat.jpg');
+ */
 export function imageFromUrl(sources: ImageSources, url: string, signal?: AbortSignal): Promise<Uint8Array> {
   return sources.urls.fetch(url, signal);
 }
 
-/** The bytes of an image given by local path (allowed roots only). */
+/**
+ * The bytes of an image given by local path (allowed roots only; refused when there are none).
+ *
+ * @example
+ *   const bytes = await imageFromPath(ctx.images, 'cats/tom.jpg'); // resolved against the roots
+ */
 export function imageFromPath(sources: ImageSources, path: string): Promise<Uint8Array> {
   if (!sources.paths.enabled) {
     throw new GlimpseError(
@@ -59,7 +69,12 @@ export function imageFromPath(sources: ImageSources, path: string): Promise<Uint
   return sources.paths.readFile(path, sources.maxBytes);
 }
 
-/** Base64 of a stored item's image file when it is readable under the allowed roots, else undefined. */
+/**
+ * Base64 of a stored item's image file when it is readable under the allowed roots, else undefined.
+ *
+ * @example
+ *   const image = await storedImageBase64(ctx.images, hit.metadata['image_path']); // '/9j/4AAQ…' or undefined
+ */
 export async function storedImageBase64(
   sources: ImageSources,
   imagePath: unknown,
@@ -72,7 +87,12 @@ export async function storedImageBase64(
   }
 }
 
-/** The media type of image bytes from their signature (for serving stored images). */
+/**
+ * The media type of image bytes from their signature (for serving stored images).
+ *
+ * @example
+ *   sniffImageType(jpegBytes); // 'image/jpeg'
+ */
 export function sniffImageType(bytes: Uint8Array): string {
   const b = bytes;
   if (b[0] === 0xff && b[1] === 0xd8) return 'image/jpeg';

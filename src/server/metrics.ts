@@ -63,7 +63,12 @@ export class ServerMetrics {
       collectDefaultMetrics({ register: this.registry, prefix: 'glimpse_' });
   }
 
-  /** Counts and times every answered request by its route pattern. */
+  /**
+   * Counts and times every answered request by its route pattern.
+   *
+   * @example
+   *   metrics.install(app); // before the routes are registered
+   */
   install(app: FastifyInstance): void {
     app.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? '<unmatched>';

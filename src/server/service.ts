@@ -144,7 +144,12 @@ export async function searchCollection(
   };
 }
 
-/** A store search, timed into the search histogram. */
+/**
+ * A store search, timed into the search histogram.
+ *
+ * @example
+ *   const hits = await timedSearch(ctx, collection, { vector, topK: 10 });
+ */
 export async function timedSearch(
   ctx: ServerContext,
   collection: Collection,

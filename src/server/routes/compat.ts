@@ -30,6 +30,12 @@ const MAX_ASSIGNED = 1_000_000;
 /**
  * clip-retrieval ids are integers. Items whose id is a canonical non-negative integer (imported rows) keep
  * it; other ids get a number from 2^50 up, remembered for this process (the most recent million).
+ *
+ * @example
+ *   const ids = new CompatIds();
+ *   ids.numberOf('42');        // 42
+ *   ids.numberOf('cat.jpg');   // 1125899906842624 (2^50)
+ *   ids.idOf(2 ** 50);         // 'cat.jpg'
  */
 export class CompatIds {
   private readonly toNumber = new Map<string, number>();
