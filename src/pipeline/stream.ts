@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { ErrorCode } from '../errors/index.js';
 import type { Sample } from '../sources/types.js';
 import type { DecodePool, DecodeResult } from '../decode/pool.js';
@@ -32,6 +33,13 @@ export interface EmbedSamplesOptions {
   enableImage: boolean;
   enableText: boolean;
   signal?: AbortSignal | undefined;
+  /**
+   * Decode the next batch while the current one runs through the model (default), or decode in bursts
+   * between inference runs (`false`). On a small CPU where decoders and ONNX Runtime's threads share the
+   * same cores, bursts are faster: a decoder pre-empting one ORT thread stalls the others at every
+   * barrier. `auto` picks bursts on machines with at most 4 cores.
+   */
+  overlap?: boolean | 'auto';
 }
 
 interface Pending {
@@ -56,7 +64,11 @@ export async function* embedSamples(
 ): AsyncGenerator<EmbeddedBatch> {
   const { pool, batchSize, enableImage, enableText, signal } = options;
   const window: Pending[] = [];
-  const maxWindow = batchSize * 2 + (pool?.size ?? 0) * 2;
+  const overlap =
+    options.overlap === 'auto' || options.overlap === undefined
+      ? availableParallelism() > 4
+      : options.overlap;
+  const maxWindow = overlap ? batchSize * 2 + (pool?.size ?? 0) * 2 : batchSize;
   const iterator = samples[Symbol.asyncIterator]();
   let exhausted = false;
   const { cropHeight: h, cropWidth: w } = model.cropSize();
@@ -130,7 +142,7 @@ export async function* embedSamples(
         good.push({ sample: item.sample });
       }
       // Keep the workers fed while we wait on the head of the window.
-      if (window.length < maxWindow / 2) await fill();
+      if (overlap && window.length < maxWindow / 2) await fill();
     }
     const seconds = { decodeWait: (performance.now() - t0) / 1000, imageInference: 0, textInference: 0 };
     const batch: EmbeddedBatch = { samples: good.map((g) => g.sample), failures, seconds };
