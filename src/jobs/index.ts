@@ -33,4 +33,4 @@ export {
   type LocalJobResult,
   type LocalWorkerEvent,
 } from './local.js';
-export { finalizeJob, type JobManifest, type ManifestShard } from './manifest.js';
+export { finalizeJob, clearJobManifest, type JobManifest, type ManifestShard } from './manifest.js';

@@ -5,6 +5,7 @@
  * the same manifest as an uninterrupted one. When every shard is DONE, `glimpse.json` (the same record
  * `glimpse embed` writes) is written last, so tools that import embed outputs read sharded ones too.
  */
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/fs-atomic.js';
 import { partitionName } from '../sinks/clip-retrieval.js';
@@ -142,4 +143,17 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
     );
   }
   return manifest;
+}
+
+/**
+ * Removes `manifest.json` and `glimpse.json` from a job's output: after `retry-failed` or `reset` the job
+ * is no longer finished, and the worker that finishes it writes them again.
+ *
+ * @example
+ *   await store.reset('photos');
+ *   await clearJobManifest(store, 'photos');
+ */
+export async function clearJobManifest(store: JobStore, job: string): Promise<void> {
+  const payload = embedPayload(await store.getJob(job));
+  for (const name of ['glimpse.json', 'manifest.json']) await rm(join(payload.output, name), { force: true });
 }
