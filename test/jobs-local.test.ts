@@ -23,6 +23,7 @@ import { runWorker } from '../src/jobs/worker.js';
 import { runLocalJob } from '../src/jobs/local.js';
 import type { JobManifest } from '../src/jobs/manifest.js';
 import { edgeDir, photosDir, tempDir } from './helpers/cli.js';
+import { startRedis, type RedisServer } from './helpers/redis.js';
 
 /** Small photos (fast to decode) and one corrupt file (a recorded failure). */
 const PHOTOS = [
@@ -397,6 +398,68 @@ describe('runLocalJob', () => {
       const a = await readFile(join(out, f));
       const b = await readFile(join(reference, f));
       assert.ok(a.equals(b), `${f} is byte-identical`);
+    }
+  });
+});
+
+describe('runWorker on Redis', () => {
+  test('a worker rides out a restart of the Redis server and finishes the job', async () => {
+    const redis: RedisServer = await startRedis();
+    let second: RedisServer | undefined;
+    try {
+      const out = join(work, 'redis-restart-out');
+      const plan = await planJob({
+        ledger: redis.url,
+        job: 'restart',
+        input,
+        output: out,
+        model: modelDir,
+        shardSize: 2,
+      });
+      assert.equal(plan.shards, 7);
+      const waits: string[] = [];
+      let restarted: Promise<void> | undefined;
+      let back = false;
+      let doneAfterRestart = 0;
+      const result = await runWorker({
+        ledger: redis.url,
+        job: 'restart',
+        intraOpThreads: 1,
+        numPreproWorkers: 1,
+        onEvent: (e) => {
+          if (e.type === 'waiting') waits.push(e.message);
+          if (e.type === 'done' && back) doneAfterRestart++;
+          // After the first shard: stop the server, start it again on the same port and files.
+          if (e.type === 'done' && restarted === undefined) {
+            restarted = (async () => {
+              redis.process.kill('SIGTERM');
+              await new Promise<void>((r) => redis.process.once('exit', () => r()));
+              await new Promise((r) => setTimeout(r, 500));
+              second = await startRedis({ port: redis.port, dir: redis.dir });
+              back = true;
+            })();
+          }
+        },
+      });
+      await restarted;
+      assert.equal(result.stoppedBy, 'finished');
+      assert.ok(
+        doneAfterRestart >= 1,
+        `work went on after the restart (${waits.length} waits for the ledger)`,
+      );
+      assert.equal(result.shards, 7, 'every shard done by this worker');
+      assert.ok(result.manifest?.complete, 'manifest written, complete');
+      const store = await createJobStore(redis.url);
+      try {
+        const status = await store.status('restart');
+        assert.deepEqual(status.counts, { PENDING: 0, IN_PROGRESS: 0, DONE: 7, FAILED: 0 });
+        assert.equal(status.rows + status.failedSamples, 13);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await second?.stop();
+      await redis.stop();
     }
   });
 });

@@ -252,13 +252,16 @@ async function superviseWorkers(
   const onAbort = (): void => stopAll();
   signal?.addEventListener('abort', onAbort, { once: true });
   if (options.onProgress) {
+    /** Samples already finished when this run started (a resumed job): not counted in the rate. */
+    const initial = await store.status(plan.job);
+    const before = initial.rows + initial.failedSamples;
     progressTimer = setInterval(() => {
       void store
         .status(plan.job)
         .then((s) => {
           const seconds = Math.max((performance.now() - started) / 1000, 1e-9);
           const done = s.rows + s.failedSamples;
-          const rate = done / seconds;
+          const rate = (done - before) / seconds;
           options.onProgress?.({
             type: 'progress',
             task: 'job',

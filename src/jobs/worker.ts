@@ -23,6 +23,7 @@ export type WorkerEvent =
   | { type: 'failed'; worker: string; shard: string; code: string; message: string; state: string }
   | { type: 'lost'; worker: string; shard: string; message: string }
   | { type: 'released'; worker: string; shard: string }
+  | { type: 'waiting'; worker: string; message: string }
   | { type: 'finished'; worker: string; job: string; manifest: boolean };
 
 export interface RunWorkerOptions {
@@ -48,6 +49,11 @@ export interface RunWorkerOptions {
   finalize?: boolean;
   /** Consecutive failed shards after which the worker stops with the last error (default 5). */
   maxConsecutiveFailures?: number;
+  /**
+   * How long claims wait out an unavailable ledger (a Redis restart) before the worker gives up, in
+   * milliseconds (default: the lease length, at least 30 s). A held shard waits at most until its lease ends.
+   */
+  ledgerPatienceMs?: number;
   onEvent?: (event: WorkerEvent) => void;
 }
 
@@ -242,6 +248,34 @@ class LeaseKeeper {
   }
 }
 
+/**
+ * Retries `call` while the ledger is unavailable (GLIMPSE_E_LEDGER_UNAVAILABLE: a Redis restart, a network
+ * blip), with backoff, until `giveUpAt` (ms since the epoch) or an abort; other errors are thrown at once.
+ */
+async function patiently<T>(
+  call: () => Promise<T>,
+  giveUpAt: number,
+  signal: AbortSignal | undefined,
+  onWait: (message: string) => void,
+): Promise<T> {
+  let delay = 250;
+  for (;;) {
+    try {
+      return await call();
+    } catch (err) {
+      if (
+        !isGlimpseError(err, 'GLIMPSE_E_LEDGER_UNAVAILABLE') ||
+        Date.now() + delay > giveUpAt ||
+        signal?.aborted
+      )
+        throw err;
+      onWait(`${err.message}; retrying in ${(delay / 1000).toFixed(2)} s`);
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+}
+
 /** Test-only hook: `GLIMPSE_TEST_POISON_SHARD=<id>` kills the worker (SIGKILL) when it claims that shard. */
 function poisonHook(shardId: string): void {
   if (process.env['GLIMPSE_TEST_POISON_SHARD'] === shardId) process.kill(process.pid, 'SIGKILL');
@@ -279,6 +313,10 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
     const definition = await store.getJob(options.job);
     embedPayload(definition);
     const pollMs = options.pollMs ?? Math.min(1000, Math.max(25, Math.floor(definition.leaseMs / 4)));
+    const patience = options.ledgerPatienceMs ?? Math.max(definition.leaseMs, 30_000);
+    const onWait = (message: string): void => emit({ type: 'waiting', worker, message });
+    const finishedNow = async (): Promise<boolean> =>
+      (await patiently(() => store.status(options.job), Date.now() + patience, signal, onWait)).finished;
     for (;;) {
       if (signal?.aborted) {
         stoppedBy = 'signal';
@@ -289,14 +327,19 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
         break;
       }
       if (!ctx) {
-        if ((await store.status(options.job)).finished) break;
+        if (await finishedNow()) break;
         ctx = await openContext(definition, options);
         emit({ type: 'ready', worker, job: options.job });
         continue;
       }
-      const lease = await store.claim(options.job, { worker });
+      const lease = await patiently(
+        () => store.claim(options.job, { worker }),
+        Date.now() + patience,
+        signal,
+        onWait,
+      );
       if (!lease) {
-        if ((await store.status(options.job)).finished) break;
+        if (await finishedNow()) break;
         await sleep(pollMs, signal);
         continue;
       }
@@ -309,7 +352,12 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
       try {
         const result = await runShard(ctx, lease, shardSignal, () => keeper.renew());
         keeper.stop();
-        await store.complete(keeper.current, result);
+        await patiently(
+          () => store.complete(keeper.current, result),
+          keeper.current.expiresAt,
+          undefined,
+          onWait,
+        );
         shards++;
         rows += result.rows;
         failedSamples += result.failed;
@@ -336,7 +384,7 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
         }
         if (signal?.aborted) {
           try {
-            await store.release(keeper.current);
+            await patiently(() => store.release(keeper.current), keeper.current.expiresAt, undefined, onWait);
             emit({ type: 'released', worker, shard: lease.shard.id });
           } catch (releaseErr) {
             if (!(releaseErr instanceof LeaseLostError)) throw releaseErr;
@@ -347,10 +395,16 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
         const ge = toGlimpseError(err);
         let state: string;
         try {
-          state = await store.fail(
-            keeper.current,
-            { code: ge.code, message: ge.message },
-            { retryable: !(err instanceof UnrecoverableError) },
+          state = await patiently(
+            () =>
+              store.fail(
+                keeper.current,
+                { code: ge.code, message: ge.message },
+                { retryable: !(err instanceof UnrecoverableError) },
+              ),
+            keeper.current.expiresAt,
+            undefined,
+            onWait,
           );
         } catch (failErr) {
           if (!(failErr instanceof LeaseLostError)) throw failErr;
@@ -420,6 +474,8 @@ export function formatWorkerEvent(e: WorkerEvent): string {
       return `${e.worker}: shard ${e.shard} dropped, lease lost: ${e.message}`;
     case 'released':
       return `${e.worker}: shard ${e.shard} released`;
+    case 'waiting':
+      return `${e.worker}: ${e.message}`;
     case 'finished':
       return `${e.worker}: job ${e.job} finished${e.manifest ? ', manifest.json written' : ''}`;
   }
