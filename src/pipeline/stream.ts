@@ -62,10 +62,7 @@ export async function* embedSamples(
 ): AsyncGenerator<EmbeddedBatch> {
   const { pool, batchSize, enableImage, enableText, signal } = options;
   const window: Pending[] = [];
-  const overlap =
-    options.overlap === 'auto' || options.overlap === undefined
-      ? availableParallelism() > 4
-      : options.overlap;
+  const overlap = options.overlap ?? true;
   const maxWindow = overlap ? batchSize * 2 + (pool?.size ?? 0) * 2 : batchSize;
   const iterator = samples[Symbol.asyncIterator]();
   let exhausted = false;
