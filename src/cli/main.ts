@@ -16,6 +16,8 @@ import { registerIndexCommand } from './commands/index.js';
 import { registerSearchCommand } from './commands/search.js';
 import { registerFilterCommand } from './commands/filter.js';
 import { registerServeCommand } from './commands/serve.js';
+import { registerWorkerCommand } from './commands/worker.js';
+import { registerJobCommand } from './commands/job.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -42,6 +44,8 @@ export function buildProgram(): Command {
   registerIndexCommand(program);
   registerSearchCommand(program);
   registerFilterCommand(program);
+  registerWorkerCommand(program);
+  registerJobCommand(program);
   registerServeCommand(program);
   return program;
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { GlimpseError } from '../../errors/index.js';
 import { runEmbedJob, type EmbedJobOptions } from '../../pipeline/embed.js';
+import { planJob, runLocalJob, type PlanJobOptions, type RunLocalJobOptions } from '../../jobs/index.js';
 import { INPUT_FORMATS, type InputFormat } from '../../sources/index.js';
 import { createCliProgress } from '../progress.js';
 import { parseBoolOption, parseIntOption } from '../options.js';
@@ -9,6 +10,12 @@ import { withSignals } from '../signals.js';
 import { parseByteSize } from '../../core/validate.js';
 
 interface EmbedFlags {
+  workers?: number;
+  ledger?: string;
+  job?: string;
+  planOnly?: boolean;
+  shardSize?: number;
+  maxAttempts?: number;
   model: string;
   dtype: 'fp32' | 'fp16' | 'q8';
   inputFormat: InputFormat;
@@ -133,6 +140,20 @@ export function registerEmbedCommand(program: Command): void {
     .option('--threads <n>', 'inference intra-op threads (default: cores)', parseIntOption('--threads'))
     .option('--cache-dir <dir>', 'model cache folder')
     .option('--offline', 'never download models')
+    .option(
+      '--workers <n>',
+      'run a sharded, resumable job with n local worker processes (SQLite ledger in <output>/.glimpse/)',
+      parseIntOption('--workers'),
+    )
+    .option('--ledger <url>', 'job ledger: a SQLite path or redis://host:port/db (sharded, resumable job)')
+    .option('--job <name>', 'job name in the ledger (default embed)')
+    .option('--plan-only', 'only plan the shards into the ledger; run them with `glimpse worker`')
+    .option('--shard-size <n>', 'samples per shard (default 10000)', parseIntOption('--shard-size'))
+    .option(
+      '--max-attempts <n>',
+      'attempts per shard before it is FAILED for good (default 3)',
+      parseIntOption('--max-attempts'),
+    )
     .option('--json', 'print the result as JSON')
     .action(async (paths: string[], flags: EmbedFlags) => {
       if (paths.length < 2)
@@ -186,6 +207,14 @@ export function registerEmbedCommand(program: Command): void {
         if (flags.maxImageBytes !== undefined)
           limits.maxBytes = parseByteSize('--max-image-bytes', flags.maxImageBytes);
         options.limits = limits;
+        if (flags.workers !== undefined || flags.ledger !== undefined || flags.planOnly === true) {
+          try {
+            await runShardedEmbed(options, flags);
+          } finally {
+            progress.stop();
+          }
+          return;
+        }
         try {
           const r = await runEmbedJob(options);
           if (flags.json) process.stdout.write(JSON.stringify({ ...r, stats: undefined }) + '\n');
@@ -198,4 +227,78 @@ export function registerEmbedCommand(program: Command): void {
         }
       });
     });
+}
+
+/**
+ * `embed --workers N`, `--ledger URL`, `--plan-only`: the same validated options, run as a sharded,
+ * resumable job through a ledger (see docs/jobs.md). Re-running the same command resumes.
+ */
+async function runShardedEmbed(options: EmbedJobOptions, flags: EmbedFlags): Promise<void> {
+  if (typeof options.input !== 'string' || (options.inputFormat ?? 'files') !== 'files') {
+    throw new GlimpseError(
+      'GLIMPSE_E_NOT_SUPPORTED',
+      `Expected one input folder for a sharded job (--workers, --ledger, --plan-only) but received ${
+        typeof options.input === 'string' ? `--input-format ${options.inputFormat}` : 'several inputs'
+      }`,
+    );
+  }
+  const plan: PlanJobOptions = {
+    input: options.input,
+    output: options.output,
+    model: options.model,
+    job: flags.job ?? 'embed',
+  };
+  const copy = [
+    'dtype',
+    'batchSize',
+    'enableImage',
+    'enableText',
+    'enableMetadata',
+    'outputDtype',
+    'preprocessMode',
+    'limits',
+    'subsetSize',
+    'overwrite',
+    'cacheDir',
+  ] as const;
+  for (const key of copy) {
+    if (options[key] !== undefined) Object.assign(plan, { [key]: options[key] });
+  }
+  if (flags.ledger !== undefined) plan.ledger = flags.ledger;
+  if (flags.shardSize !== undefined) plan.shardSize = flags.shardSize;
+  if (flags.maxAttempts !== undefined) plan.maxAttempts = flags.maxAttempts;
+  if (flags.planOnly === true) {
+    const p = await planJob(plan);
+    process.stdout.write(
+      flags.json
+        ? JSON.stringify({
+            job: p.job,
+            ledger: p.ledger,
+            created: p.created,
+            shards: p.shards,
+            samples: p.samples,
+          }) + '\n'
+        : `planned job ${p.job}: ${p.shards} shard(s), ${p.samples} samples in ${p.ledger}${p.created ? '' : ' (already planned: resuming)'}; start workers with: glimpse worker --ledger ${p.ledger} --job ${p.job}\n`,
+    );
+    return;
+  }
+  const local: RunLocalJobOptions = { ...plan, ledger: flags.ledger, workers: flags.workers ?? 1 };
+  if (flags.ledger === undefined) delete local.ledger;
+  if (options.numPreproWorkers !== undefined) local.numPreproWorkers = options.numPreproWorkers;
+  if (options.intraOpThreads !== undefined) local.intraOpThreads = options.intraOpThreads;
+  if (options.signal !== undefined) local.signal = options.signal;
+  if (options.onProgress !== undefined) local.onProgress = options.onProgress;
+  const r = await runLocalJob(local);
+  const s = r.status;
+  if (flags.json) process.stdout.write(JSON.stringify({ complete: r.complete, status: s }) + '\n');
+  else
+    process.stdout.write(
+      `job ${s.job}: ${s.counts.DONE}/${s.total} shard(s) done, ${s.counts.FAILED} failed for good; ${s.rows} rows, ${s.failedSamples} failed samples in ${options.output}\n`,
+    );
+  if (!r.complete) {
+    throw new GlimpseError(
+      'GLIMPSE_E_JOB_SHARDS_FAILED',
+      `Expected every shard of job ${s.job} to be DONE but ${s.total - s.counts.DONE} are not (see glimpse job status --output ${options.output})`,
+    );
+  }
 }
