@@ -34,6 +34,7 @@ const OWNERS: Record<string, string> = {
   '@lancedb/lancedb': 'index/lancedb.ts',
   'better-sqlite3': 'jobs/ledger/sqlite.ts',
   bullmq: 'jobs/ledger/bullmq.ts',
+  ioredis: 'jobs/ledger/bullmq.ts',
 };
 
 const files = readdirSync(root, { recursive: true })

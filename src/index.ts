@@ -123,3 +123,18 @@ export {
   type ReadOptions,
   type ReaderEvent,
 } from './reader/index.js';
+
+// jobs: sharded, resumable, distributed embedding through a ledger (SQLite or Redis)
+export {
+  createJobStore,
+  LeaseLostError,
+  planJob,
+  runWorker,
+  runLocalJob,
+  type JobStore,
+  type PlanJobOptions,
+  type PlannedJob,
+  type RunWorkerOptions,
+  type RunLocalJobOptions,
+  type LocalJobResult,
+} from './jobs/index.js';
