@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { GlimpseError, isGlimpseError } from '../errors/index.js';
+import { GlimpseError } from '../errors/index.js';
 import {
   assertOneOf,
   assertPositiveInteger,
@@ -20,7 +20,7 @@ import {
 } from '../sinks/clip-retrieval.js';
 import { openOutput, type OutputTarget } from '../sinks/output.js';
 import { loadModel, type ClipModel } from './model.js';
-import { embedSamples } from './stream.js';
+import { embedIntoPartition } from './stream.js';
 
 /** The plain, validated description of an embed job that the CLI, the library and the server all build. */
 export interface EmbedJobOptions {
@@ -432,47 +432,15 @@ interface RangeContext {
 }
 
 /** Embeds one partition's samples, in order, into `writer`. Returns seconds spent per stage. */
-async function embedRange(
+function embedRange(
   model: ClipModel,
   samples: AsyncIterable<Sample>,
   writer: PartitionWriter,
   ctx: RangeContext,
 ): Promise<Record<string, number>> {
-  const timing = { decode_wait: 0, image_inference: 0, text_inference: 0, write: 0 };
-  for await (const batch of embedSamples(model, samples, ctx)) {
-    ctx.drainIssues(writer);
-    for (const f of batch.failures) writer.recordFailure(f);
-    timing.decode_wait += batch.seconds.decodeWait;
-    timing.image_inference += batch.seconds.imageInference;
-    timing.text_inference += batch.seconds.textInference;
-    const t = performance.now();
-    const meta = batch.samples.map((s) => {
-      const m: { imagePath?: string; caption?: string; json?: Record<string, unknown> } = {
-        imagePath: s.name ?? s.imagePath ?? s.key,
-      };
-      if (s.caption !== undefined) m.caption = s.caption;
-      if (s.meta !== undefined) m.json = s.meta;
-      return m;
-    });
-    try {
-      await writer.append({
-        rows: batch.samples.length,
-        ...(batch.imageEmbeddings ? { imageEmbeddings: batch.imageEmbeddings } : {}),
-        ...(batch.textEmbeddings ? { textEmbeddings: batch.textEmbeddings } : {}),
-        meta,
-      });
-    } catch (err) {
-      if (isGlimpseError(err)) throw err;
-      throw new GlimpseError(
-        'GLIMPSE_E_OUTPUT_WRITE_FAILED',
-        `Expected to write embeddings but ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
-    timing.write += (performance.now() - t) / 1000;
-    ctx.tracker.add(batch.samples.length + batch.failures.length, batch.failures.length);
-  }
-  return timing;
+  return embedIntoPartition(model, samples, writer, {
+    ...ctx,
+    drainIssues: () => ctx.drainIssues(writer),
+    onBatch: (done, failed) => ctx.tracker.add(done, failed),
+  });
 }

@@ -7,7 +7,6 @@
  */
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GlimpseError, isGlimpseError } from '../errors/index.js';
 import { syncDir } from '../core/fs-atomic.js';
 import type { DecodePool } from '../decode/pool.js';
 import type { Sample, SourceIssue } from '../sources/types.js';
@@ -18,7 +17,7 @@ import {
   type PartitionStats,
 } from '../sinks/clip-retrieval.js';
 import type { ClipModel } from './model.js';
-import { embedSamples } from './stream.js';
+import { embedIntoPartition } from './stream.js';
 
 /** The folders of the layout and the file name of partition `{p}` in each. */
 const LAYOUT: readonly [folder: string, name: (p: string) => string][] = [
@@ -137,50 +136,20 @@ export async function embedShard(options: EmbedShardOptions): Promise<EmbeddedSh
     options.partition,
     Math.max(options.capacity, 1),
   );
-  const timing = { decode_wait: 0, image_inference: 0, text_inference: 0, write: 0 };
   const drainIssues = (): void => {
     for (const issue of options.takeIssues?.() ?? []) writer.recordSourceIssue(issue);
   };
+  let timing: Record<string, number>;
   try {
-    for await (const batch of embedSamples(model, options.samples, {
+    timing = await embedIntoPartition(model, options.samples, writer, {
       pool: options.pool,
       batchSize: options.batchSize,
       enableImage: options.enableImage,
       enableText: options.enableText,
       signal,
-    })) {
-      drainIssues();
-      for (const f of batch.failures) writer.recordFailure(f);
-      timing.decode_wait += batch.seconds.decodeWait;
-      timing.image_inference += batch.seconds.imageInference;
-      timing.text_inference += batch.seconds.textInference;
-      const t = performance.now();
-      const meta = batch.samples.map((s) => {
-        const m: { imagePath?: string; caption?: string; json?: Record<string, unknown> } = {
-          imagePath: s.name ?? s.imagePath ?? s.key,
-        };
-        if (s.caption !== undefined) m.caption = s.caption;
-        if (s.meta !== undefined) m.json = s.meta;
-        return m;
-      });
-      try {
-        await writer.append({
-          rows: batch.samples.length,
-          ...(batch.imageEmbeddings ? { imageEmbeddings: batch.imageEmbeddings } : {}),
-          ...(batch.textEmbeddings ? { textEmbeddings: batch.textEmbeddings } : {}),
-          meta,
-        });
-      } catch (err) {
-        if (isGlimpseError(err)) throw err;
-        throw new GlimpseError(
-          'GLIMPSE_E_OUTPUT_WRITE_FAILED',
-          `Expected to write embeddings of shard ${options.partition} but ${(err as Error).message}`,
-          { cause: err },
-        );
-      }
-      timing.write += (performance.now() - t) / 1000;
-      options.onBatch?.(batch.samples.length + batch.failures.length, batch.failures.length);
-    }
+      drainIssues,
+      ...(options.onBatch ? { onBatch: options.onBatch } : {}),
+    });
     drainIssues();
     signal?.throwIfAborted();
     await options.beforeCommit?.();

@@ -1,4 +1,5 @@
-import type { ErrorCode } from '../errors/index.js';
+import { GlimpseError, isGlimpseError, type ErrorCode } from '../errors/index.js';
+import type { PartitionWriter } from '../sinks/clip-retrieval.js';
 import type { Sample } from '../sources/types.js';
 import type { DecodePool, DecodeResult } from '../decode/pool.js';
 import { normalizeCrop } from '../decode/preprocess.js';
@@ -159,4 +160,63 @@ export async function* embedSamples(
     }
     yield batch;
   }
+}
+
+/** What `embedIntoPartition` needs beyond `embedSamples`' options. */
+export interface EmbedIntoPartitionOptions extends EmbedSamplesOptions {
+  /** Called before each batch is written (moves the source's pending issues into the partition). */
+  drainIssues?: () => void;
+  /** Samples finished (written or failed) and failed, after each batch. */
+  onBatch?: (done: number, failed: number) => void;
+}
+
+/**
+ * Embeds samples in order into one partition's writer: failures recorded, rows appended with their
+ * metadata (`image_path`, `caption`, the sample's JSON). Returns seconds spent per stage for its stats.
+ *
+ * @example
+ *   const seconds = await embedIntoPartition(model, source.read({ start, end }), writer, { pool, batchSize: 32, enableImage: true, enableText: false });
+ *   await writer.commit(seconds);
+ */
+export async function embedIntoPartition(
+  model: ClipModel,
+  samples: AsyncIterable<Sample>,
+  writer: PartitionWriter,
+  options: EmbedIntoPartitionOptions,
+): Promise<Record<string, number>> {
+  const timing = { decode_wait: 0, image_inference: 0, text_inference: 0, write: 0 };
+  for await (const batch of embedSamples(model, samples, options)) {
+    options.drainIssues?.();
+    for (const f of batch.failures) writer.recordFailure(f);
+    timing.decode_wait += batch.seconds.decodeWait;
+    timing.image_inference += batch.seconds.imageInference;
+    timing.text_inference += batch.seconds.textInference;
+    const t = performance.now();
+    const meta = batch.samples.map((s) => {
+      const m: { imagePath?: string; caption?: string; json?: Record<string, unknown> } = {
+        imagePath: s.name ?? s.imagePath ?? s.key,
+      };
+      if (s.caption !== undefined) m.caption = s.caption;
+      if (s.meta !== undefined) m.json = s.meta;
+      return m;
+    });
+    try {
+      await writer.append({
+        rows: batch.samples.length,
+        ...(batch.imageEmbeddings ? { imageEmbeddings: batch.imageEmbeddings } : {}),
+        ...(batch.textEmbeddings ? { textEmbeddings: batch.textEmbeddings } : {}),
+        meta,
+      });
+    } catch (err) {
+      if (isGlimpseError(err)) throw err;
+      throw new GlimpseError(
+        'GLIMPSE_E_OUTPUT_WRITE_FAILED',
+        `Expected to write embeddings of partition ${writer.partition} but ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    timing.write += (performance.now() - t) / 1000;
+    options.onBatch?.(batch.samples.length + batch.failures.length, batch.failures.length);
+  }
+  return timing;
 }
