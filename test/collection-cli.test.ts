@@ -230,7 +230,7 @@ describe('glimpse collection / insert / search', () => {
     const auto = ok(await runCollectionCli(['index', 'imp', '--db', db]));
     assert.match(
       auto,
-      /^chose flat: 4 rows is below 100000, where exact search is fast enough and needs no index\nimp: no vector index \(exact search\), 4 rows\n$/,
+      /^chose flat: 4 rows is below 20000, where exact search is fast enough and needs no index\nimp: no vector index \(exact search\), 4 rows\n$/,
     );
     const badType = await runCollectionCli(['index', 'imp', '--type', 'kd-tree', '--db', db]);
     assert.match(

@@ -9,7 +9,7 @@ import { copyFile, cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { ensureSynthModel } from '../src/models/synth/index.js';
 import { runEmbedJob } from '../src/pipeline/embed.js';
-import { float16ToFloat32, parseNpyHeader } from '../src/formats/npy.js';
+import { encodeNpyHeader, float16ToFloat32, float32ToFloat16, parseNpyHeader } from '../src/formats/npy.js';
 import { readParquetColumns, rangeReaderFromBytes } from '../src/formats/parquet.js';
 import { collectionStats, openCollection } from '../src/pipeline/collection.js';
 import { importEmbeddings } from '../src/pipeline/collection-import.js';
@@ -146,6 +146,32 @@ describe('import', () => {
       coded('GLIMPSE_E_COLLECTION_MODEL_MISMATCH'),
     );
     assert.equal((await collectionStats(db, 'bare')).rows, 6);
+  });
+
+  test('zero and NaN rows are recorded as failed items, the other rows imported', async () => {
+    const bad = join(work, 'bad-rows');
+    await mkdir(join(bad, 'img_emb'), { recursive: true });
+    const rows = new Float32Array(4 * 64).fill(0.125);
+    rows.fill(0, 64, 128); // row 1: zero
+    rows[2 * 64 + 5] = Number.NaN; // row 2: NaN
+    await writeFile(
+      join(bad, 'img_emb/img_emb_0.npy'),
+      Buffer.concat([encodeNpyHeader('float16', [4, 64]), new Uint8Array(float32ToFloat16(rows).buffer)]),
+    );
+    const r = await importEmbeddings(db, 'bad-rows', bad, { allowUnknownModel: true });
+    assert.deepEqual([r.rows, r.inserted, r.failed], [4, 2, 2]);
+    assert.deepEqual(
+      r.failures.map((f) => [f.key, f.code]),
+      [
+        ['1', 'GLIMPSE_E_COLLECTION_ITEM_INVALID'],
+        ['2', 'GLIMPSE_E_COLLECTION_ITEM_INVALID'],
+      ],
+    );
+    const c = await openCollection(db, 'bad-rows');
+    const hits = await c.search({ vector: new Float32Array(64).fill(1), topK: 10 });
+    await c.close();
+    assert.deepEqual(hits.map((h) => h.id).sort(), ['0', '3']);
+    assert.ok(Math.abs(hits[0]!.score - 1) < 1e-6);
   });
 
   test('broken layouts are refused before anything is written', async () => {

@@ -34,12 +34,12 @@ describe('planIndex (auto)', () => {
     const small = planIndex({ rows: 5000, dimension: 512 });
     assert.equal(small.type, 'flat');
     assert.equal(small.config, undefined);
-    assert.match(small.reason, /^flat: 5000 rows is below 100000/);
+    assert.match(small.reason, /^flat: 5000 rows is below 20000/);
     const big = planIndex({ rows: 1_000_000, dimension: 512, maxMemoryBytes: 4 * 1024 ** 3 });
     assert.equal(big.type, 'hnsw');
     assert.match(
       big.reason,
-      /^hnsw: 1000000 rows is above the flat limit \(100000\) and IVF_HNSW_SQ needs about [\d.]+ MiB, within the 4\.0 GiB budget$/,
+      /^hnsw: 1000000 rows is above the flat limit \(20000\) and IVF_HNSW_SQ needs about [\d.]+ MiB, within the 4\.0 GiB budget$/,
     );
     const tight = planIndex({ rows: 1_000_000, dimension: 512, maxMemoryBytes: 100 * 1024 ** 2 });
     assert.equal(tight.type, 'ivf_pq');
@@ -149,6 +149,6 @@ describe('vector indexes on a LanceDB collection', () => {
     // auto on 3000 rows: flat.
     const auto = await buildIndex(c);
     assert.equal(auto.type, 'flat');
-    assert.match(auto.reason, /below 100000/);
+    assert.match(auto.reason, /below 20000/);
   });
 });

@@ -59,6 +59,8 @@ export interface RowBatch {
   readonly ids: readonly string[];
   /** `ids.length × dimension` values; L2-normalized in place by `write`. */
   readonly vectors: Float32Array;
+  /** The caller already checked every vector finite and non-zero and L2-normalized it (skips a pass). */
+  readonly normalized?: boolean;
   /** Logical key → one value per row (JSON values, not yet typed; missing keys are null). */
   readonly values: Readonly<Record<string, readonly unknown[]>>;
 }
@@ -467,7 +469,7 @@ export class CollectionTable {
     // Vectors: finite and non-zero (a NaN or infinity makes the squared norm NaN or infinite), then
     // L2-normalized in place, in one pass over each row.
     const vectors = batch.vectors;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n && batch.normalized !== true; i++) {
       const start = i * d;
       let norm = 0;
       for (let j = start; j < start + d; j++) norm += vectors[j]! * vectors[j]!;

@@ -181,7 +181,47 @@ async function discover(storage: Storage, folder: string, modality: 'image' | 't
   return parts;
 }
 
-async function readRows(storage: Storage, part: Part, start: number, end: number): Promise<Float32Array> {
+let halfTable: Float32Array | undefined;
+
+/**
+ * float16 rows → L2-normalized float32 rows in one pass per row (convert and sum squares, then scale the row
+ * while it is in cache): memory traffic, not arithmetic, bounds the import. `normalized` is false when some row
+ * is zero or not finite (the store then checks each row and records the bad ones).
+ */
+function halfRowsToUnit(
+  bits: Uint16Array,
+  rows: number,
+  d: number,
+): { vectors: Float32Array; normalized: boolean } {
+  halfTable ??= float16ToFloat32(Uint16Array.from({ length: 65536 }, (_, i) => i));
+  const table = halfTable;
+  const vectors = new Float32Array(rows * d);
+  let normalized = true;
+  for (let r = 0; r < rows; r++) {
+    const start = r * d;
+    const end = start + d;
+    let norm = 0;
+    for (let j = start; j < end; j++) {
+      const v = table[bits[j]!]!;
+      vectors[j] = v;
+      norm += v * v;
+    }
+    if (!(norm > 0 && norm < Infinity)) {
+      normalized = false;
+      continue;
+    }
+    const inv = 1 / Math.sqrt(norm);
+    for (let j = start; j < end; j++) vectors[j]! *= inv;
+  }
+  return { vectors, normalized };
+}
+
+async function readRows(
+  storage: Storage,
+  part: Part,
+  start: number,
+  end: number,
+): Promise<{ vectors: Float32Array; normalized: boolean }> {
   const { header } = part;
   const d = header.shape[1];
   const bytes = await storage.readRange(
@@ -191,9 +231,12 @@ async function readRows(storage: Storage, part: Part, start: number, end: number
   );
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   const n = (end - start) * d;
-  return header.dtype === 'float16'
-    ? float16ToFloat32(new Uint16Array(aligned.buffer, aligned.byteOffset, n))
-    : new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 4));
+  if (header.dtype === 'float16')
+    return halfRowsToUnit(new Uint16Array(aligned.buffer, aligned.byteOffset, n), end - start, d);
+  return {
+    vectors: new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + n * 4)),
+    normalized: false,
+  };
 }
 
 /**
@@ -305,7 +348,7 @@ export async function importEmbeddings(
       for (let start = 0; start < rows; start += batchRows) {
         options.signal?.throwIfAborted();
         const end = Math.min(rows, start + batchRows);
-        const vectors = await readRows(storage, part, start, end);
+        const { vectors, normalized } = await readRows(storage, part, start, end);
         const values: Record<string, unknown[]> = {};
         if (part.reader && part.info && names.length > 0) {
           const cols = await readParquetColumns(part.reader, {
@@ -330,7 +373,7 @@ export async function importEmbeddings(
         row += end - start;
         await settle();
         const target = collection;
-        inflight = target.writeRows({ ids, vectors, values }, mode).then(
+        inflight = target.writeRows({ ids, vectors, values, normalized }, mode).then(
           (r) => {
             inserted += r.inserted;
             updated += r.updated;
