@@ -6,81 +6,18 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { ensureSynthModel } from '../src/models/synth/index.js';
 import { loadModel, type ClipModel } from '../src/pipeline/model.js';
 import { runEmbedJob } from '../src/pipeline/embed.js';
-import { parseNpyHeader, float16ToFloat32 } from '../src/formats/npy.js';
 import type { ProgressEvent } from '../src/core/progress.js';
-import { collect, debianPython, edgeDir, photosDir, run, runCli, startCli, tempDir } from './helpers/cli.js';
+import { collect, edgeDir, photosDir, runCli, startCli, tempDir } from './helpers/cli.js';
+import { readNpy, numpyInfo, duckRows, cosine, CLIP_RETRIEVAL_IMAGES } from './helpers/outputs.js';
 
-const CLIP_RETRIEVAL_IMAGES = [
-  '123_456.jpg',
-  '208_495.jpg',
-  '321_421.jpg',
-  '389_535.jpg',
-  '416_264.jpg',
-  '456_123.jpg',
-  '524_316.jpg',
-];
 const BROKEN_EDGE = ['corrupt-header.jpg', 'truncated.jpg', 'truncated.png'];
 
 let modelDir: string;
 let work: string;
 let model: ClipModel;
-
-async function readNpy(path: string): Promise<{ shape: number[]; dtype: string; data: Float32Array }> {
-  const bytes = new Uint8Array(await readFile(path));
-  const h = parseNpyHeader(bytes, path);
-  const body = bytes.slice(h.headerLength);
-  const data =
-    h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
-  return { shape: [...h.shape], dtype: h.dtype, data };
-}
-
-/** numpy (an independent reader) loads the file: shape, dtype, row norms. */
-async function numpyInfo(
-  path: string,
-): Promise<{ shape: number[]; dtype: string; minNorm: number; maxNorm: number }> {
-  const script = [
-    'import json, sys, numpy as np',
-    'a = np.load(sys.argv[1])',
-    'n = np.linalg.norm(a.astype(np.float64), axis=1)',
-    'print(json.dumps({"shape": list(a.shape), "dtype": str(a.dtype), "minNorm": float(n.min()), "maxNorm": float(n.max()), "c": bool(a.flags["C_CONTIGUOUS"])}))',
-  ].join('\n');
-  return JSON.parse(await run(debianPython, ['-c', script, path])) as {
-    shape: number[];
-    dtype: string;
-    minNorm: number;
-    maxNorm: number;
-  };
-}
-
-async function duckRows(
-  path: string,
-): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
-  const instance = await DuckDBInstance.create(':memory:');
-  const conn = await instance.connect();
-  const reader = await conn.runAndReadAll(`SELECT * FROM read_parquet('${path.replace(/'/g, "''")}')`);
-  const columns = reader.columnNames();
-  const types = reader.columnTypes().map((t) => t.toString());
-  const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
-  conn.closeSync();
-  instance.closeSync();
-  return { columns, types, rows };
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 before(async () => {
   modelDir = await ensureSynthModel('tiny', 0);

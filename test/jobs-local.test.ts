@@ -13,7 +13,6 @@ import { clearShardFiles, embedShard, shardFiles } from '../src/pipeline/shard.j
 import { runEmbedJob } from '../src/pipeline/embed.js';
 import { createFolderSource } from '../src/sources/folder.js';
 import { DecodePool } from '../src/decode/pool.js';
-import { parseNpyHeader, float16ToFloat32 } from '../src/formats/npy.js';
 import { rangeReaderFromBytes, readParquetColumns } from '../src/formats/parquet.js';
 import { isTempName } from '../src/core/fs-atomic.js';
 import { isGlimpseError } from '../src/errors/index.js';
@@ -24,6 +23,7 @@ import { runLocalJob } from '../src/jobs/local.js';
 import type { JobManifest } from '../src/jobs/manifest.js';
 import { edgeDir, photosDir, tempDir } from './helpers/cli.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
+import { readNpy, cosine } from './helpers/outputs.js';
 
 /** Small photos (fast to decode) and one corrupt file (a recorded failure). */
 const PHOTOS = [
@@ -54,15 +54,6 @@ async function walk(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-async function readNpy(path: string): Promise<{ shape: number[]; data: Float32Array }> {
-  const bytes = new Uint8Array(await readFile(path));
-  const h = parseNpyHeader(bytes, path);
-  const body = bytes.slice(h.headerLength);
-  const data =
-    h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
-  return { shape: [...h.shape], data };
-}
-
 async function imagePaths(path: string): Promise<string[]> {
   const { columns } = await readParquetColumns(rangeReaderFromBytes(new Uint8Array(await readFile(path))), {
     columns: ['image_path'],
@@ -87,18 +78,6 @@ async function readSharded(out: string): Promise<{ paths: string[]; vectors: Flo
     });
   }
   return { paths, vectors };
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
 }
 
 before(async () => {

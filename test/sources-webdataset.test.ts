@@ -10,11 +10,9 @@ import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { ensureSynthModel } from '../src/models/synth/index.js';
 import { loadModel, type ClipModel } from '../src/pipeline/model.js';
 import { runEmbedJob } from '../src/pipeline/embed.js';
-import { float16ToFloat32, parseNpyHeader } from '../src/formats/npy.js';
 import {
   createWebDatasetSource,
   expandBraces,
@@ -24,6 +22,7 @@ import {
 } from '../src/sources/index.js';
 import { StorageSet } from '../src/sources/storages.js';
 import { photosDir, repoRoot, runCli, tempDir } from './helpers/cli.js';
+import { readNpy, duckRows, cosine } from './helpers/outputs.js';
 
 const SHARDS = join(repoRoot, 'test/fixtures/webdataset');
 /** The members of image1..4.tar, in order (tar tf). */
@@ -71,38 +70,6 @@ async function buildShard(
 
 async function photo(name: string): Promise<Buffer> {
   return readFile(join(photosDir, name));
-}
-
-async function readNpy(path: string): Promise<{ shape: number[]; data: Float32Array }> {
-  const bytes = new Uint8Array(await readFile(path));
-  const h = parseNpyHeader(bytes, path);
-  const body = bytes.slice(h.headerLength);
-  const data =
-    h.dtype === 'float16' ? float16ToFloat32(new Uint16Array(body.buffer)) : new Float32Array(body.buffer);
-  return { shape: [...h.shape], data };
-}
-
-async function duckRows(path: string): Promise<{ columns: string[]; rows: Record<string, unknown>[] }> {
-  const instance = await DuckDBInstance.create(':memory:');
-  const conn = await instance.connect();
-  const reader = await conn.runAndReadAll(`SELECT * FROM read_parquet('${path.replace(/'/g, "''")}')`);
-  const columns = reader.columnNames();
-  const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
-  conn.closeSync();
-  instance.closeSync();
-  return { columns, rows };
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
 }
 
 async function collect(samples: AsyncIterable<Sample>): Promise<Sample[]> {
