@@ -2,7 +2,7 @@
 """FAISS side of bench/search.ts (Debian's python3-faiss and python3-numpy).
 
   search-faiss.py gt   <base.npy> <queries.npy> <k> <out.json>
-      exact top-k by inner product (numpy BLAS, chunked) for every query over all rows, over the first 1 %
+      exact top-k by inner product (FAISS IndexFlatIP, SIMD) for every query over all rows, over the first 1 %
       and the first 50 % of the rows (the filtered-search subsets), plus FAISS IndexFlatIP single-query
       latency (brute force, 1 thread).
   search-faiss.py hnsw <base.npy> <queries.npy> <gt.json> <k> <M> <efConstruction> <ef,ef,...> <out.json>
@@ -22,20 +22,17 @@ def load(path):
     return np.ascontiguousarray(np.load(path).astype(np.float32))
 
 
-def topk(q, x, k, chunk=65536):
-    best_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
-    best_i = np.zeros((q.shape[0], k), dtype=np.int64)
-    for start in range(0, x.shape[0], chunk):
-        s = q @ x[start : start + chunk].T
-        kk = min(k, s.shape[1])
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        ps = np.take_along_axis(s, part, axis=1)
-        cs = np.concatenate([best_s, ps], axis=1)
-        ci = np.concatenate([best_i, part + start], axis=1)
-        order = np.argsort(-cs, axis=1)[:, :k]
-        best_s = np.take_along_axis(cs, order, axis=1)
-        best_i = np.take_along_axis(ci, order, axis=1)
-    return best_i
+def topk(q, x, k):
+    """Exact top-k by inner product: FAISS IndexFlatIP on its SIMD path, queries in parallel.
+
+    Debian's numpy and FAISS link the reference BLAS (libblas3), whose sgemm is several times slower here than
+    FAISS's own SIMD inner products (17.6 s vs 66-97 s for 1,000 queries over 100,000 rows).
+    """
+    faiss.cvar.distance_compute_blas_threshold = 1 << 30
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    _, ids = index.search(q, k)
+    return ids
 
 
 def percentile(values, p):

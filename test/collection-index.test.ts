@@ -37,6 +37,12 @@ describe('planIndex (auto)', () => {
     assert.match(small.reason, /^flat: 5000 rows is below 20000/);
     const big = planIndex({ rows: 1_000_000, dimension: 512, maxMemoryBytes: 4 * 1024 ** 3 });
     assert.equal(big.type, 'hnsw');
+    assert.deepEqual(big.search, { nprobes: 1, ef: 256, refineFactor: 2 });
+    assert.deepEqual(planIndex({ rows: 100_000, dimension: 512 }).search, {
+      nprobes: 1,
+      ef: 128,
+      refineFactor: 2,
+    });
     assert.match(
       big.reason,
       /^hnsw: 1000000 rows is above the flat limit \(20000\) and IVF_HNSW_SQ needs about [\d.]+ MiB, within the 4\.0 GiB budget$/,

@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { GlimpseError } from '../errors/index.js';
 import { invalidParameterError, isPlainObject } from '../core/validate.js';
 import type { ModelFingerprint } from '../models/types.js';
-import { fingerprintsCompatible, shortFingerprint } from '../models/fingerprint.js';
+import { shortFingerprint } from '../models/fingerprint.js';
 import {
   VectorStore,
   type CollectionTable,
@@ -620,11 +620,4 @@ export async function collectionStats(db: DatabaseRef, name: string): Promise<Co
  */
 export async function deleteCollection(db: DatabaseRef, name: string): Promise<void> {
   await withDb(db, (store) => store.dropTable(name));
-}
-
-/** True when two fingerprints (or hashes) denote the same model. */
-export function sameModel(a: ModelFingerprint | string, b: ModelFingerprint | string): boolean {
-  return typeof a !== 'string' && typeof b !== 'string'
-    ? fingerprintsCompatible(a, b)
-    : fingerprintHash(a) === fingerprintHash(b);
 }
