@@ -138,3 +138,23 @@ export {
   type RunLocalJobOptions,
   type LocalJobResult,
 } from './jobs/index.js';
+
+// collections, indexes and search (LanceDB)
+export {
+  openDatabase,
+  createCollection,
+  openCollection,
+  listCollections,
+  collectionStats,
+  deleteCollection,
+  Collection,
+  type SearchOptions,
+  type SearchHit,
+  type VectorItem,
+  type CollectionStats,
+  type CollectionSummary,
+} from './pipeline/collection.js';
+export { insertFiles } from './pipeline/collection-insert.js';
+export { importEmbeddings } from './pipeline/collection-import.js';
+export { buildIndex, evalIndex } from './pipeline/collection-index.js';
+export { filterToFolder } from './pipeline/collection-filter.js';
