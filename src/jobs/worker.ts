@@ -352,12 +352,19 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
       try {
         const result = await runShard(ctx, lease, shardSignal, () => keeper.renew());
         keeper.stop();
-        await patiently(
-          () => store.complete(keeper.current, result),
-          keeper.current.expiresAt,
-          undefined,
-          onWait,
-        );
+        try {
+          await patiently(
+            () => store.complete(keeper.current, result),
+            keeper.current.expiresAt,
+            undefined,
+            onWait,
+          );
+        } catch (completeErr) {
+          // A completion the ledger applied but whose answer was lost (the connection dropped, the
+          // server restarted) is retried and then refused: the shard is already DONE by this attempt.
+          if (!(completeErr instanceof LeaseLostError) || !(await doneByAttempt(store, lease)))
+            throw completeErr;
+        }
         shards++;
         rows += result.rows;
         failedSamples += result.failed;
@@ -478,5 +485,21 @@ export function formatWorkerEvent(e: WorkerEvent): string {
       return `${e.worker}: ${e.message}`;
     case 'finished':
       return `${e.worker}: job ${e.job} finished${e.manifest ? ', manifest.json written' : ''}`;
+  }
+}
+
+/** True when the ledger records `lease`'s shard as DONE by that very attempt. */
+async function doneByAttempt(
+  store: JobStore,
+  lease: { job: string; index: number; attempt: number },
+): Promise<boolean> {
+  try {
+    const shard = (await store.shards(lease.job)).find((r) => r.index === lease.index);
+    return (
+      shard?.state === 'DONE' &&
+      shard.attempts.some((a) => a.attempt === lease.attempt && a.outcome === 'done')
+    );
+  } catch {
+    return false;
   }
 }
