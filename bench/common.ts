@@ -1,4 +1,5 @@
 /** Shared helpers for bench/ scripts: argument parsing, timing, tables, JSON output. */
+import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -68,4 +69,25 @@ export function machine(): Record<string, unknown> {
     cpus: availableParallelism(),
     cpuModel: cpus()[0]?.model ?? 'unknown',
   };
+}
+
+/**
+ * Runs `bench/<script> --child <kind> …extra` in a fresh Node process (so each measurement has its own heap and peak
+ * RSS) and returns the JSON the child printed on its `RESULT ` line.
+ */
+export function runBenchChild<T>(script: string, kind: string, extra: string[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(repoRoot, 'bench', script), '--child', kind, ...extra],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('close', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      if (code !== 0 || !line) reject(new Error(`${script} ${kind} failed (${code}): ${out}`));
+      else resolve(JSON.parse(line.slice(7)) as T);
+    });
+  });
 }

@@ -9,11 +9,10 @@
  * (d) transformers.js in Node (its own image loading and preprocessing, same model folder and images, batch 32);
  * (e) b/d; peak RSS of each; and captions: texts/s of glimpse vs transformers.js.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import type { ModelDtype } from '../src/models/types.js';
-import { benchData, machine, parseArgs, printTable, repoRoot, writeJson } from './common.js';
+import { benchData, machine, parseArgs, printTable, repoRoot, runBenchChild, writeJson } from './common.js';
 import { sampleCaptions } from './captions.js';
 
 const args = parseArgs();
@@ -120,22 +119,7 @@ async function runChild(): Promise<void> {
 }
 
 function runMeasurement(kind: string, extra: string[]): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(repoRoot, 'bench/embed.ts'), '--child', kind, ...extra],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || !line) reject(new Error(`${kind} failed (${code}): ${out}`));
-      else resolve(JSON.parse(line.slice(7)) as ChildResult);
-    });
-  });
+  return runBenchChild<ChildResult>('embed.ts', kind, extra);
 }
 
 /** ≥ N photos: the shared photos copied under distinct names (bench/data, git-ignored). */

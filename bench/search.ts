@@ -26,7 +26,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { benchData, machine, parseArgs, printTable, repoRoot, writeJson } from './common.js';
+import { benchData, machine, parseArgs, printTable, repoRoot, runBenchChild, writeJson } from './common.js';
 import { encodeNpyHeader, float16ToFloat32, float32ToFloat16, parseNpyHeader } from '../src/formats/npy.js';
 import { encodeParquet } from '../src/formats/parquet.js';
 import { percentile, recallAtK, seededRandom } from '../src/search/query.js';
@@ -51,22 +51,7 @@ function report(r: ChildResult): void {
 }
 
 function runChild(kind: string, extra: string[]): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(repoRoot, 'bench/search.ts'), '--child', kind, ...extra],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || !line) reject(new Error(`${kind} failed (${code}): ${out}`));
-      else resolve(JSON.parse(line.slice(7)) as ChildResult);
-    });
-  });
+  return runBenchChild<ChildResult>('search.ts', kind, extra);
 }
 
 function runPython(argv: string[]): Promise<void> {

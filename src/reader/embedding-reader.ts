@@ -12,12 +12,12 @@ import {
   parseByteSize,
 } from '../core/validate.js';
 import { GlimpseError } from '../errors/index.js';
+import { mapLimit } from '../core/async.js';
 import { float16ToFloat32, float32ToFloat16 } from '../formats/npy.js';
 import { readParquetColumns, type ParquetColumns, type ParquetFileInfo } from '../formats/parquet.js';
 import { compareNames, urlBasename, type Storage } from '../storage/index.js';
 import {
   findFiles,
-  mapLimit,
   readFooter,
   readNpyHeader,
   siblingMetadataFolder,

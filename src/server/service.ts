@@ -3,6 +3,7 @@
  * (model, collections, image sources, metrics). Handlers parse and answer; these do the work through the
  * library (pipeline/collection.ts, search/query.ts).
  */
+import { mapLimit } from '../core/async.js';
 import { createHash } from 'node:crypto';
 import { basename, isAbsolute } from 'node:path';
 import { GlimpseError, isGlimpseError, toGlimpseError } from '../errors/index.js';
@@ -184,23 +185,6 @@ export interface InsertAnswer {
 
 const shortHash = (data: Uint8Array | string): string =>
   `sha256:${createHash('sha256').update(data).digest('hex').slice(0, 16)}`;
-
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, i: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 /**
  * Inserts items: images (base64, upload, URL or allowed path) and captions are embedded with the server's

@@ -2,6 +2,7 @@
  * WebDataset source: tar shards (local paths, brace patterns, globs, `.txt` lists, `http(s)://`, `s3://`)
  * streamed member by member and grouped into samples by key, never extracted to disk.
  */
+import { mapLimit } from '../core/async.js';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { GlimpseError, isGlimpseError } from '../errors/index.js';
@@ -259,19 +260,6 @@ function toSample(shard: string, g: Group, index: number, maxMemberBytes: number
     }
   }
   return sample;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /**

@@ -3,44 +3,16 @@
  * quantization (q8 files), both deterministic and free of platform-dependent maths.
  */
 
-const F32 = new Float32Array(1);
-const F32_BITS = new Uint32Array(F32.buffer);
+import { float16ToFloat32, float32ToFloat16 } from '../../formats/npy.js';
 
 /** IEEE 754 binary16 bits of a number, rounded to nearest even (overflow → ±Infinity, NaN kept). */
 export function float32ToFloat16Bits(value: number): number {
-  F32[0] = value;
-  const bits = F32_BITS[0]!;
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  const mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const full = mant | 0x800000;
-    const shift = 14 - e;
-    let half = full >>> shift;
-    const rem = full & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to Infinity).
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
-  return sign | half;
+  return float32ToFloat16(Float32Array.of(value))[0]!;
 }
 
 /** The number a binary16 bit pattern stands for. */
 export function float16BitsToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant === 0 ? sign * Infinity : NaN;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  return float16ToFloat32(Uint16Array.of(bits))[0]!;
 }
 
 /**
@@ -50,9 +22,7 @@ export function float16BitsToNumber(bits: number): number {
  *   toFloat16Bytes(new Float32Array([1, -2])); // Uint8Array [0x00, 0x3c, 0x00, 0xc0]
  */
 export function toFloat16Bytes(values: Float32Array): Uint8Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = float32ToFloat16Bits(values[i]!);
-  return littleEndianBytes(out);
+  return littleEndianBytes(float32ToFloat16(values));
 }
 
 /** A typed array's bytes in little-endian order (a copy-free view on little-endian hosts). */
