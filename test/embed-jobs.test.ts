@@ -90,8 +90,8 @@ test('embed --plan-only then glimpse worker completes the job', async () => {
   assert.match(status.stdout, /DONE/);
 });
 
-test('a sharded job takes one input folder', async () => {
+test('a sharded job of input format files takes one input folder', async () => {
   const r = await runCli(['embed', input, input, join(work, 'x'), '--model', modelDir, '--workers', '2']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /GLIMPSE_E_NOT_SUPPORTED: Expected one input folder for a sharded job/);
+  assert.match(r.stderr, /GLIMPSE_E_ARG_INVALID: Expected one input folder for input format "files"/);
 });

@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { INPUT_FORMATS, type InputFormat } from '../sources/index.js';
 
 /** commander parsers that give the same message shape as the library. */
 export function parseIntOption(name: string): (value: string) => number {
@@ -21,4 +22,27 @@ export function parseBoolOption(name: string): (value: string | undefined) => bo
       `Expected true or false for ${name} but received ${JSON.stringify(value)}`,
     );
   };
+}
+
+function parseInputFormat(value: string): InputFormat {
+  if (!(INPUT_FORMATS as readonly string[]).includes(value))
+    throw new InvalidArgumentError(
+      `Expected one of ${INPUT_FORMATS.join(', ')} for --input-format but received ${JSON.stringify(value)}`,
+    );
+  return value as InputFormat;
+}
+
+/** `--input-format` and how each format is read (WebDataset member keys, manifest columns). */
+export function inputFormatOptions(cmd: Command): Command {
+  return cmd
+    .option(`--input-format <${INPUT_FORMATS.join('|')}>`, 'input format', parseInputFormat, 'files')
+    .option('--wds-image-key <exts>', 'WebDataset image member extension(s), first present wins', 'jpg')
+    .option('--wds-caption-key <ext>', 'WebDataset caption member extension', 'txt')
+    .option('--url-col <name>', 'manifest column with the image URL or path (default url)')
+    .option('--caption-col <name>', 'manifest column with the caption (text is on when given)')
+    .option(
+      '--save-additional-columns [bool]',
+      "keep the manifest's other columns as metadata",
+      parseBoolOption('--save-additional-columns'),
+    );
 }

@@ -47,6 +47,8 @@ export interface RunLocalJobOptions extends Omit<PlanJobOptions, 'ledger'> {
   onWorker?: (event: LocalWorkerEvent) => void;
   /** Each line a worker writes to stderr (default: copied to this process's stderr, prefixed). */
   onWorkerOutput?: (slot: number, line: string) => void;
+  /** Parent of each worker's local staging folder for an `s3://` output (default: the OS temp folder). */
+  stagingDir?: string;
   /** Extra environment of the worker processes. */
   env?: NodeJS.ProcessEnv;
   /** The command that starts one worker (default: this package's worker entry); ledger arguments are appended. */
@@ -115,6 +117,7 @@ export async function runLocalJob(options: RunLocalJobOptions): Promise<LocalJob
       '--decode-workers',
       String(options.numPreproWorkers ?? perWorker),
       ...(options.cacheDir !== undefined ? ['--cache-dir', options.cacheDir] : []),
+      ...(options.stagingDir !== undefined ? ['--staging-dir', options.stagingDir] : []),
       ...(options.offline ? ['--offline'] : []),
     ];
     let restarts = 0;
@@ -122,7 +125,9 @@ export async function runLocalJob(options: RunLocalJobOptions): Promise<LocalJob
       restarts = await superviseWorkers(store, plan, command, workers, maxRestarts, options);
     }
     const status = await store.status(plan.job);
-    const manifest = await finalizeJob(store, plan.job);
+    const manifest = await finalizeJob(store, plan.job, {
+      ...(options.storage !== undefined ? { storage: options.storage } : {}),
+    });
     return {
       plan,
       status,
@@ -155,7 +160,8 @@ async function superviseWorkers(
   let failure: GlimpseError | undefined;
   let progressTimer: NodeJS.Timeout | undefined;
   const started = performance.now();
-  const samplesTotal = plan.samples;
+  /** Unknown for remote or gzipped WebDataset shards: the ETA then comes from shards per second. */
+  const samplesTotal = plan.samples ?? undefined;
   options.onProgress?.({ type: 'start', task: 'job', total: samplesTotal });
 
   let settle: () => void = () => undefined;
@@ -269,7 +275,12 @@ async function superviseWorkers(
             failed: s.failedSamples,
             total: samplesTotal,
             rate,
-            etaSeconds: rate > 0 ? Math.max(0, samplesTotal - done) / rate : undefined,
+            etaSeconds:
+              samplesTotal === undefined
+                ? s.etaSeconds
+                : rate > 0
+                  ? Math.max(0, samplesTotal - done) / rate
+                  : undefined,
           });
         })
         .catch(() => undefined);

@@ -5,14 +5,48 @@
  * the same manifest as an uninterrupted one. When every shard is DONE, `glimpse.json` (the same record
  * `glimpse embed` writes) is written last, so tools that import embed outputs read sharded ones too.
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { writeFileAtomic } from '../core/fs-atomic.js';
 import { partitionName } from '../sinks/clip-retrieval.js';
+import { openOutput, type OutputTarget } from '../sinks/output.js';
+import { shardFiles } from '../pipeline/shard.js';
+import type { StorageOptions } from '../storage/index.js';
 import type { ModelFingerprint } from '../models/types.js';
 import type { JobStore } from './store.js';
-import { embedPayload } from './plan.js';
+import { embedPayload, JOB_OUTPUT_ENTRIES } from './plan.js';
 import type { ShardState } from './types.js';
+
+/**
+ * The commit marker of a shard on an `s3://` output, relative to the output: written after the shard's
+ * files are uploaded and before the ledger says DONE (an object store has no rename; a shard without its
+ * marker is incomplete and is redone).
+ *
+ * @example
+ *   commitMarker(3, 120); // 'commits/commit_003.json'
+ */
+export function commitMarker(partition: number, partitionCount: number): string {
+  return `commits/commit_${partitionName(partition, partitionCount)}.json`;
+}
+
+/** Options of `finalizeJob` and `clearJobManifest`. */
+export interface JobOutputOptions {
+  /** S3 endpoint and credentials for an `s3://` output (default: the environment's). */
+  storage?: StorageOptions;
+}
+
+async function withOutput<T>(
+  output: string,
+  options: JobOutputOptions,
+  fn: (target: OutputTarget) => Promise<T>,
+): Promise<T> {
+  const target = await openOutput(output, {
+    entries: JOB_OUTPUT_ENTRIES,
+    ...(options.storage !== undefined ? { storage: options.storage } : {}),
+  });
+  try {
+    return await fn(target);
+  } finally {
+    await target.close();
+  }
+}
 
 /** One shard in `manifest.json`. */
 export interface ManifestShard {
@@ -21,8 +55,10 @@ export interface ManifestShard {
   /** Partition name in the file names (`img_emb/img_emb_{name}.npy`). */
   readonly name: string;
   readonly state: Extract<ShardState, 'DONE' | 'FAILED'>;
-  /** Samples `[start, end)` of the input's sorted order. */
+  /** Samples `[start, end)` of the input's sorted order (folders, manifests). */
   readonly samples: readonly [number, number] | null;
+  /** The tar file the shard read (WebDataset jobs). */
+  readonly url?: string;
   /** Number (across shards) of the shard's first row. */
   readonly first_row: number;
   readonly rows: number;
@@ -42,6 +78,7 @@ export interface JobManifest {
   readonly model: ModelFingerprint;
   readonly options: Readonly<Record<string, unknown>>;
   readonly counts: {
+    /** Samples of the input (for remote WebDataset shards: rows + failed samples of DONE shards). */
     readonly samples: number;
     readonly rows: number;
     readonly failed: number;
@@ -61,7 +98,11 @@ export interface JobManifest {
  *   const manifest = await finalizeJob(store, 'photos');
  *   if (manifest && !manifest.complete) console.log(manifest.shards.filter((s) => s.state === 'FAILED'));
  */
-export async function finalizeJob(store: JobStore, job: string): Promise<JobManifest | undefined> {
+export async function finalizeJob(
+  store: JobStore,
+  job: string,
+  outputOptions: JobOutputOptions = {},
+): Promise<JobManifest | undefined> {
   const definition = await store.getJob(job);
   const payload = embedPayload(definition);
   const records = await store.shards(job);
@@ -76,6 +117,7 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
       name: partitionName(r.index, records.length),
       state: r.state === 'DONE' ? 'DONE' : 'FAILED',
       samples: d.kind === 'range' ? [d.start, d.end] : null,
+      ...(d.kind === 'tar' ? { url: d.url } : {}),
       first_row: row,
       rows,
       failed: r.state === 'DONE' ? (r.result?.failed ?? 0) : 0,
@@ -89,6 +131,7 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
   const options = {
     input: payload.input,
     input_format: payload.inputFormat,
+    ...(payload.source !== undefined ? { source: payload.source } : {}),
     batch_size: payload.batchSize,
     enable_image: payload.enableImage,
     enable_text: payload.enableText,
@@ -100,6 +143,8 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
     dtype: payload.dtype,
     preprocess_mode: payload.preprocessMode,
   };
+  const failedSamples = done.reduce((a, s) => a + s.failed, 0);
+  const samples = payload.sampleCount ?? row + failedSamples;
   const manifest: JobManifest = {
     glimpse: { format: 'clip-retrieval', layout: 'sharded', version: 1 },
     job,
@@ -107,27 +152,34 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
     model: payload.fingerprint,
     options,
     counts: {
-      samples: payload.sampleCount,
+      samples,
       rows: row,
-      failed: done.reduce((a, s) => a + s.failed, 0),
+      failed: failedSamples,
       shards: shards.length,
       shards_done: done.length,
       shards_failed: shards.length - done.length,
     },
     shards,
   };
-  await writeFileAtomic(join(payload.output, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-  if (manifest.complete) {
-    const status = await store.status(job);
-    await writeFileAtomic(
-      join(payload.output, 'glimpse.json'),
+  const status = manifest.complete ? await store.status(job) : undefined;
+  await withOutput(payload.output, outputOptions, async (target) => {
+    // A shard FAILED for good may have left files (a worker killed while renaming or uploading): they are
+    // not part of the output.
+    for (const s of shards) {
+      if (s.state !== 'FAILED') continue;
+      await target.remove([commitMarker(s.index, shards.length), ...shardFiles(s.index, shards.length)]);
+    }
+    await target.writeFile('manifest.json', JSON.stringify(manifest, null, 2) + '\n');
+    if (!status) return;
+    await target.writeFile(
+      'glimpse.json',
       JSON.stringify(
         {
           glimpse: { format: 'clip-retrieval', version: 1 },
           model: payload.fingerprint,
           options,
           counts: {
-            samples: payload.sampleCount,
+            samples,
             embedded: manifest.counts.rows,
             failed: manifest.counts.failed,
             partitions: shards.length,
@@ -141,7 +193,7 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
         2,
       ) + '\n',
     );
-  }
+  });
   return manifest;
 }
 
@@ -153,7 +205,11 @@ export async function finalizeJob(store: JobStore, job: string): Promise<JobMani
  *   await store.reset('photos');
  *   await clearJobManifest(store, 'photos');
  */
-export async function clearJobManifest(store: JobStore, job: string): Promise<void> {
+export async function clearJobManifest(
+  store: JobStore,
+  job: string,
+  options: JobOutputOptions = {},
+): Promise<void> {
   const payload = embedPayload(await store.getJob(job));
-  for (const name of ['glimpse.json', 'manifest.json']) await rm(join(payload.output, name), { force: true });
+  await withOutput(payload.output, options, (target) => target.remove(['glimpse.json', 'manifest.json']));
 }

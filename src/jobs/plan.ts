@@ -18,7 +18,16 @@ import { MODEL_DTYPES, type ModelDtype, type ModelFingerprint } from '../models/
 import type { DecodeLimits } from '../decode/pool.js';
 import type { OutputDtype } from '../sinks/clip-retrieval.js';
 import { partitionName } from '../sinks/clip-retrieval.js';
-import { openSource, type OpenedSource } from '../sources/index.js';
+import {
+  INPUT_FORMATS,
+  openSource,
+  type InputFormat,
+  type OpenedSource,
+  type OpenSourceOptions,
+} from '../sources/index.js';
+import type { WebDatasetSource } from '../sources/webdataset.js';
+import { openOutput } from '../sinks/output.js';
+import type { StorageOptions } from '../storage/index.js';
 import { loadModel } from '../pipeline/model.js';
 import { createJobStore, type JobStore } from './store.js';
 import type { JobDefinition, ShardDescriptor } from './types.js';
@@ -41,22 +50,55 @@ export const JOB_OUTPUT_ENTRIES = [
   'stats',
   'glimpse.json',
   'manifest.json',
+  'commits',
 ] as const;
 
 /** The ledger a job uses when none is given: a SQLite file in a hidden folder of the output. */
 export function defaultLedgerUrl(output: string): string {
+  if (!isLocalPath(output) && !output.startsWith('file://')) {
+    throw new GlimpseError(
+      'GLIMPSE_E_ARG_INVALID',
+      `Expected a ledger (--ledger sqlite:<path> or redis://host/db) for the output ${output} but received none (the default ledger is a file inside a local output folder)`,
+    );
+  }
   return `sqlite:${join(resolve(output), '.glimpse', 'ledger.sqlite')}`;
+}
+
+/** How the input is read, beyond its format (WebDataset member keys, manifest columns, downloads). */
+export interface JobSourceSettings {
+  /** WebDataset image member extensions, in order of preference (`jpg;png`). */
+  readonly wdsImageKey?: string;
+  /** WebDataset caption member extension. */
+  readonly wdsCaptionKey?: string;
+  /** Manifest column with the image URL or path (default `url`). */
+  readonly urlCol?: string;
+  /** Manifest column with the caption. */
+  readonly captionCol?: string;
+  /** Keep the manifest's other columns as metadata. */
+  readonly saveAdditionalColumns?: boolean;
+  /** Manifest downloads in flight. */
+  readonly downloadConcurrency?: number;
+  /** Connect and idle-read timeout of one download attempt (ms). */
+  readonly downloadTimeoutMs?: number;
+  /** Retries of a download after a transient failure. */
+  readonly downloadRetries?: number;
+  readonly userAgent?: string;
 }
 
 /** What a worker needs to run any shard of an embed job (stored in the ledger as the job's payload). */
 export interface EmbedJobPayload {
   readonly kind: 'embed';
   readonly version: 1;
-  /** Absolute input folder. */
-  readonly input: string;
-  readonly inputFormat: 'files';
-  /** Absolute output folder. */
+  /**
+   * The input: an absolute folder (`files`), manifest path(s) or URL(s), WebDataset shard patterns
+   * (local paths made absolute, URLs as given).
+   */
+  readonly input: string | readonly string[];
+  readonly inputFormat: InputFormat;
+  /** Absolute output folder, or an `s3://bucket/prefix`. */
   readonly output: string;
+  /** Format-specific reading settings (absent in jobs planned before they existed). */
+  readonly source?: JobSourceSettings;
   /** Model folder (absolute) or hub id. */
   readonly model: string;
   readonly dtype: ModelDtype;
@@ -70,9 +112,11 @@ export interface EmbedJobPayload {
   readonly preprocessMode: 'exact' | 'fast';
   readonly limits: DecodeLimits;
   readonly subsetSize: number | null;
+  /** Samples per shard (range shards; a WebDataset job has one shard per tar instead). */
   readonly shardSize: number;
   readonly shardCount: number;
-  readonly sampleCount: number;
+  /** Samples in the input; null when only reading tells (remote or gzipped WebDataset shards). */
+  readonly sampleCount: number | null;
   /** Digest of what the input listing found (sample count and file counts): a changed input is refused. */
   readonly inputDigest: string;
 }
@@ -83,14 +127,19 @@ export interface PlanJobOptions {
   ledger?: string | JobStore;
   /** Job name (default `embed`). */
   job?: string;
-  /** Input folder. */
-  input: string;
-  /** Output folder. */
+  /**
+   * Input: a folder (`files`, the default); WebDataset shards (paths, brace patterns, globs, `.txt` lists,
+   * `http(s)://`, `s3://`), one shard of the job per tar; manifest file(s) (parquet, CSV, TSV, JSONL).
+   */
+  input: string | readonly string[];
+  /** Input format (default `files`). */
+  inputFormat?: InputFormat;
+  /** Output folder, or `s3://bucket/prefix` (then `ledger` must be given: there is no folder to hold the default one). */
   output: string;
   /** Model folder or hub id. */
   model: string;
   dtype?: ModelDtype;
-  /** Samples per shard (default 10,000). */
+  /** Samples per shard of a folder or manifest (default 10,000; a WebDataset tar is always one shard). */
   shardSize?: number;
   /** Failed attempts (errors, expired leases) before a shard is FAILED for good (default 3). */
   maxAttempts?: number;
@@ -110,6 +159,18 @@ export interface PlanJobOptions {
   overwrite?: boolean;
   cacheDir?: string;
   offline?: boolean;
+  /** WebDataset keys, manifest columns, download settings (stored in the job: every worker reads alike). */
+  wdsImageKey?: string;
+  wdsCaptionKey?: string;
+  urlCol?: string;
+  captionCol?: string;
+  saveAdditionalColumns?: boolean;
+  downloadConcurrency?: number;
+  downloadTimeoutMs?: number;
+  downloadRetries?: number;
+  userAgent?: string;
+  /** S3 endpoint and credentials, HTTP timeouts for this process (never stored in the ledger). */
+  storage?: StorageOptions;
 }
 
 /** What `planJob` did. */
@@ -120,12 +181,20 @@ export interface PlannedJob {
   /** False when the job was already in the ledger (re-planning resumes it). */
   readonly created: boolean;
   readonly shards: number;
-  readonly samples: number;
+  /** Samples in the input; null when only reading tells (remote or gzipped WebDataset shards). */
+  readonly samples: number | null;
   readonly definition: JobDefinition;
 }
 
 /** Sample count and listing counts of an opened source, hashed: the same folder gives the same digest. */
 export function inputDigest(source: OpenedSource): string {
+  const wds = source as Partial<WebDatasetSource>;
+  if (wds.shards !== undefined && wds.shardBytes !== undefined) {
+    return createHash('sha256')
+      .update(JSON.stringify({ shards: wds.shards, bytes: wds.shardBytes }))
+      .digest('hex')
+      .slice(0, 32);
+  }
   const counts = source.counts?.() ?? {};
   const listing = (source as { listing?: unknown }).listing ?? null;
   return createHash('sha256')
@@ -163,24 +232,64 @@ export function embedPayload(definition: JobDefinition): EmbedJobPayload {
   return p as EmbedJobPayload;
 }
 
-/** Opens the input as a job describes it. */
-export async function openJobSource(payload: {
-  input: string;
-  enableImage: boolean;
-  enableText: boolean | 'auto';
-  enableMetadata: boolean;
-  subsetSize: number | null;
-  limits: DecodeLimits;
-}): Promise<OpenedSource> {
-  return openSource({
-    input: payload.input,
-    inputFormat: 'files',
+/**
+ * Opens the input as a job describes it (or, with `input`, one shard of it: a WebDataset tar).
+ *
+ * @example
+ *   const source = await openJobSource(embedPayload(await store.getJob('laion')), { input: lease.shard.url });
+ */
+export async function openJobSource(
+  payload: {
+    input: string | readonly string[];
+    inputFormat?: InputFormat;
+    source?: JobSourceSettings;
+    enableImage: boolean;
+    enableText: boolean | 'auto';
+    enableMetadata: boolean;
+    subsetSize: number | null;
+    limits: DecodeLimits;
+  },
+  options: { input?: string; storage?: StorageOptions } = {},
+): Promise<OpenedSource> {
+  const settings = payload.source ?? {};
+  const open: OpenSourceOptions = {
+    input: options.input ?? payload.input,
+    inputFormat: payload.inputFormat ?? 'files',
     enableImage: payload.enableImage,
     enableText: payload.enableText,
     enableMetadata: payload.enableMetadata,
-    ...(payload.subsetSize !== null ? { subsetSize: payload.subsetSize } : {}),
+    ...(payload.subsetSize !== null && options.input === undefined ? { subsetSize: payload.subsetSize } : {}),
     ...(payload.limits.maxBytes !== undefined ? { maxImageBytes: payload.limits.maxBytes } : {}),
-  });
+    ...(options.storage !== undefined ? { storage: options.storage } : {}),
+  };
+  for (const key of Object.keys(settings) as (keyof JobSourceSettings)[]) {
+    if (settings[key] !== undefined) Object.assign(open, { [key]: settings[key] });
+  }
+  return openSource(open);
+}
+
+/** The settings of `options` that say how to read the input (stored in the payload). */
+function sourceSettings(options: PlanJobOptions): JobSourceSettings {
+  const keys = [
+    'wdsImageKey',
+    'wdsCaptionKey',
+    'urlCol',
+    'captionCol',
+    'saveAdditionalColumns',
+    'downloadConcurrency',
+    'downloadTimeoutMs',
+    'downloadRetries',
+    'userAgent',
+  ] as const;
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (options[k] !== undefined) out[k] = options[k];
+  return out as JobSourceSettings;
+}
+
+/** Local paths made absolute (workers may start in another folder); URLs and `s3://` as given. */
+function absoluteInput(input: string | readonly string[]): string | readonly string[] {
+  const one = (p: string): string => (isLocalPath(p) ? resolve(p) : p);
+  return typeof input === 'string' ? one(input) : input.map(one);
 }
 
 function isLocalPath(p: string): boolean {
@@ -188,7 +297,19 @@ function isLocalPath(p: string): boolean {
 }
 
 /** Refuses (or, with `overwrite`, clears) an output holding another run's files. */
-async function prepareOutput(output: string, overwrite: boolean): Promise<void> {
+async function prepareOutput(output: string, overwrite: boolean, storage?: StorageOptions): Promise<void> {
+  if (!isLocalPath(output)) {
+    const target = await openOutput(output, {
+      entries: JOB_OUTPUT_ENTRIES,
+      ...(storage !== undefined ? { storage } : {}),
+    });
+    try {
+      await target.prepare(overwrite);
+    } finally {
+      await target.close();
+    }
+    return;
+  }
   let entries: string[] = [];
   try {
     entries = await readdir(output);
@@ -218,10 +339,17 @@ async function prepareOutput(output: string, overwrite: boolean): Promise<void> 
  *   console.log(`${plan.shards} shards in ${plan.ledger}`); // 40 shards in sqlite:/…/emb/.glimpse/ledger.sqlite
  */
 export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
-  if (typeof options.input !== 'string' || options.input === '')
-    throw invalidParameterError('input', 'an input folder', options.input);
-  if (typeof options.output !== 'string' || options.output === '' || !isLocalPath(options.output))
-    throw invalidParameterError('output', 'a local output folder', options.output);
+  const inputs = typeof options.input === 'string' ? [options.input] : options.input;
+  if (!Array.isArray(inputs) || inputs.length === 0 || inputs.some((i) => typeof i !== 'string' || i === ''))
+    throw invalidParameterError('input', 'an input folder, shard pattern(s) or manifest(s)', options.input);
+  const inputFormat = options.inputFormat ?? 'files';
+  assertOneOf('inputFormat', inputFormat, INPUT_FORMATS);
+  if (typeof options.output !== 'string' || options.output === '')
+    throw invalidParameterError('output', 'an output folder or s3:// URL', options.output);
+  const remoteOutput = !isLocalPath(options.output) && !options.output.startsWith('file://');
+  if (remoteOutput && !options.output.startsWith('s3://'))
+    throw invalidParameterError('output', 'a local output folder or an s3:// URL', options.output);
+  if (options.ledger === undefined) defaultLedgerUrl(options.output); // refuses a remote output early
   if (typeof options.model !== 'string' || options.model === '')
     throw invalidParameterError('model', 'a model folder or hub id', options.model);
   const job = options.job ?? JOB_DEFAULTS.job;
@@ -245,28 +373,67 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
       'Expected at least one of enableImage, enableText but received both false',
     );
   }
-  const input = isLocalPath(options.input) ? resolve(options.input) : options.input;
-  const output = resolve(options.output);
+  if (inputFormat === 'files' && inputs.length !== 1) {
+    throw new GlimpseError(
+      'GLIMPSE_E_ARG_INVALID',
+      `Expected one input folder for input format "files" but received ${inputs.length} inputs`,
+    );
+  }
+  const webdataset = inputFormat === 'webdataset';
+  if (webdataset && options.subsetSize !== undefined) {
+    throw new GlimpseError(
+      'GLIMPSE_E_NOT_SUPPORTED',
+      `Expected no subsetSize for a sharded WebDataset job (each tar is one shard, read whole) but received ${options.subsetSize}`,
+    );
+  }
+  const input = absoluteInput(options.input);
+  const output = remoteOutput ? options.output.replace(/\/+$/, '') : resolve(options.output);
   const modelRef =
     isLocalPath(options.model) && existsSync(options.model) ? resolve(options.model) : options.model;
+  const settings = sourceSettings(options);
 
-  const source = await openJobSource({
-    input,
-    enableImage: options.enableImage ?? true,
-    enableText: options.enableText ?? 'auto',
-    enableMetadata: options.enableMetadata ?? true,
-    subsetSize: options.subsetSize ?? null,
-    limits: options.limits ?? {},
-  });
+  const source = await openJobSource(
+    {
+      input,
+      inputFormat,
+      source: settings,
+      enableImage: options.enableImage ?? true,
+      enableText: options.enableText ?? 'auto',
+      enableMetadata: options.enableMetadata ?? true,
+      subsetSize: options.subsetSize ?? null,
+      limits: options.limits ?? {},
+    },
+    options.storage !== undefined ? { storage: options.storage } : {},
+  );
   let store: JobStore | undefined;
   const ownStore = typeof options.ledger !== 'object';
   try {
-    const size = source.size ?? 0;
-    if (size === 0)
-      throw new GlimpseError(
-        'GLIMPSE_E_SOURCE_EMPTY',
-        `no sample found in ${options.input}${source.emptyHint()}`,
-      );
+    let shards: ShardDescriptor[];
+    let sampleCount: number | null;
+    if (webdataset) {
+      const wds = source as OpenedSource & WebDatasetSource;
+      shards = wds.shards.map((url, i) => ({
+        id: partitionName(i, wds.shards.length),
+        kind: 'tar' as const,
+        url,
+        bytes: wds.shardBytes[i] ?? 0,
+      }));
+      sampleCount = source.size ?? null;
+      if (shards.length === 0 || sampleCount === 0)
+        throw new GlimpseError(
+          'GLIMPSE_E_SOURCE_EMPTY',
+          `no sample found in ${inputs.join(', ')}${source.emptyHint()}`,
+        );
+    } else {
+      const size = source.size ?? 0;
+      if (size === 0)
+        throw new GlimpseError(
+          'GLIMPSE_E_SOURCE_EMPTY',
+          `no sample found in ${inputs.join(', ')}${source.emptyHint()}`,
+        );
+      shards = rangeShards(size, shardSize);
+      sampleCount = size;
+    }
     const model = await loadModel(modelRef, {
       dtype,
       ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
@@ -274,12 +441,12 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
     });
     const fingerprint = model.fingerprint;
     await model.close();
-    const shards = rangeShards(size, shardSize);
     const payload: EmbedJobPayload = {
       kind: 'embed',
       version: 1,
       input,
-      inputFormat: 'files',
+      inputFormat,
+      ...(inputFormat !== 'files' ? { source: settings } : {}),
       output,
       model: modelRef,
       dtype,
@@ -294,7 +461,7 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
       subsetSize: options.subsetSize ?? null,
       shardSize,
       shardCount: shards.length,
-      sampleCount: size,
+      sampleCount,
       inputDigest: inputDigest(source),
     };
     const definition: JobDefinition = {
@@ -316,9 +483,9 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
       if (!isGlimpseError(err, 'GLIMPSE_E_JOB_NOT_FOUND')) throw err;
       exists = false;
     }
-    if (!exists) await prepareOutput(output, options.overwrite ?? false);
+    if (!exists) await prepareOutput(output, options.overwrite ?? false, options.storage);
     const { created } = await store.createJob(definition, shards);
-    return { job, ledger, created, shards: shards.length, samples: size, definition };
+    return { job, ledger, created, shards: shards.length, samples: sampleCount, definition };
   } finally {
     source.close?.();
     if (ownStore) await store?.close();

@@ -13,7 +13,13 @@ export type ShardState = (typeof SHARD_STATES)[number];
  */
 export type ShardDescriptor =
   | { readonly id: string; readonly kind: 'range'; readonly start: number; readonly end: number }
-  | { readonly id: string; readonly kind: 'tar'; readonly url: string };
+  | {
+      readonly id: string;
+      readonly kind: 'tar';
+      readonly url: string;
+      /** The file's size when the job was planned (a shard whose size changed is refused). */
+      readonly bytes?: number;
+    };
 
 /** A JSON object (what a ledger stores for a job's payload or a shard's result). */
 export type JsonObject = { readonly [key: string]: unknown };

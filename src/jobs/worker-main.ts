@@ -1,6 +1,6 @@
 /**
  * The entry of a worker process: `node worker-main.js --ledger <url> --job <name> [--max-shards N]
- * [--threads N] [--decode-workers N] [--worker-id ID] [--cache-dir DIR] [--offline] [--quiet]`. What
+ * [--threads N] [--decode-workers N] [--worker-id ID] [--cache-dir DIR] [--staging-dir DIR] [--offline] [--quiet]`. What
  * `runLocalJob` starts N of (the same as `glimpse worker`). SIGTERM/SIGINT release the current shard and
  * exit 130; a second signal exits at once. Exit 0: the job has no work left (or --max-shards reached).
  */
@@ -36,6 +36,7 @@ export async function workerMain(argv: string[]): Promise<number> {
         'decode-workers': { type: 'string' },
         'worker-id': { type: 'string' },
         'cache-dir': { type: 'string' },
+        'staging-dir': { type: 'string' },
         offline: { type: 'boolean' },
         quiet: { type: 'boolean' },
       },
@@ -70,6 +71,7 @@ export async function workerMain(argv: string[]): Promise<number> {
       ...(decode !== undefined ? { numPreproWorkers: decode } : {}),
       ...(values['worker-id'] !== undefined ? { worker: values['worker-id'] } : {}),
       ...(values['cache-dir'] !== undefined ? { cacheDir: values['cache-dir'] } : {}),
+      ...(values['staging-dir'] !== undefined ? { stagingDir: values['staging-dir'] } : {}),
       ...(values.offline ? { offline: true } : {}),
       onEvent: (e) => {
         if (!quiet || e.type === 'failed' || e.type === 'lost')

@@ -8,12 +8,22 @@ import { GlimpseError, UnrecoverableError, isGlimpseError, toGlimpseError } from
 import { assertPositiveInteger } from '../core/validate.js';
 import { DecodePool } from '../decode/pool.js';
 import type { OpenedSource } from '../sources/index.js';
+import type { WebDatasetSource } from '../sources/webdataset.js';
+import type { StorageOptions } from '../storage/index.js';
+import { openOutput, type OutputTarget } from '../sinks/output.js';
 import { loadModel, type ClipModel } from '../pipeline/model.js';
-import { clearShardFiles, embedShard } from '../pipeline/shard.js';
+import { clearShardFiles, embedShard, shardFiles } from '../pipeline/shard.js';
 import { createJobStore, LeaseLostError, type JobStore } from './store.js';
-import { embedPayload, inputDigest, openJobSource, type EmbedJobPayload } from './plan.js';
-import { finalizeJob, type JobManifest } from './manifest.js';
+import {
+  embedPayload,
+  inputDigest,
+  JOB_OUTPUT_ENTRIES,
+  openJobSource,
+  type EmbedJobPayload,
+} from './plan.js';
+import { commitMarker, finalizeJob, type JobManifest } from './manifest.js';
 import type { JobDefinition, Lease, ShardResult } from './types.js';
+import type { Sample } from '../sources/types.js';
 
 /** What a worker reports as it goes. */
 export type WorkerEvent =
@@ -43,6 +53,10 @@ export interface RunWorkerOptions {
   intraOpThreads?: number;
   cacheDir?: string;
   offline?: boolean;
+  /** S3 endpoint and credentials, HTTP timeouts (default: the environment's, as the AWS SDK reads them). */
+  storage?: StorageOptions;
+  /** Parent of the local staging folder of an `s3://` output (default: the OS temp folder). */
+  stagingDir?: string;
   /** Milliseconds between claims while other workers hold the remaining shards (default leaseMs / 4, at most 1 s). */
   pollMs?: number;
   /** Write `manifest.json` (and `glimpse.json`) when the job is finished (default true). */
@@ -76,9 +90,13 @@ export interface WorkerResult {
 /** Everything a worker loads once and reuses for every shard. */
 interface WorkerContext {
   payload: EmbedJobPayload;
-  source: OpenedSource;
+  /** The whole input (folder, manifests), opened once; undefined for WebDataset jobs (one tar per shard). */
+  source: OpenedSource | undefined;
   model: ClipModel;
   pool: DecodePool | undefined;
+  /** Where shard files go: the output folder, or a staging folder uploaded to `s3://`. */
+  output: OutputTarget;
+  storage: StorageOptions | undefined;
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -94,14 +112,23 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 
 async function openContext(definition: JobDefinition, options: RunWorkerOptions): Promise<WorkerContext> {
   const payload = embedPayload(definition);
-  const source = await openJobSource(payload);
+  const storage = options.storage;
+  // A WebDataset job opens each tar when its shard is claimed (its size is checked then); other inputs
+  // are listed once here and must still be what the job was planned with.
+  const source =
+    payload.inputFormat === 'webdataset'
+      ? undefined
+      : await openJobSource(payload, storage !== undefined ? { storage } : {});
+  let output: OutputTarget | undefined;
   try {
-    const digest = inputDigest(source);
-    if (digest !== payload.inputDigest || source.size !== payload.sampleCount) {
-      throw new UnrecoverableError(
-        'GLIMPSE_E_JOB_INPUT_CHANGED',
-        `Expected the input ${payload.input} to hold the ${payload.sampleCount} samples job ${definition.name} was planned with but it now holds ${source.size ?? 'an unknown number of'} (or its files changed)`,
-      );
+    if (source) {
+      const digest = inputDigest(source);
+      if (digest !== payload.inputDigest || (source.size ?? null) !== payload.sampleCount) {
+        throw new UnrecoverableError(
+          'GLIMPSE_E_JOB_INPUT_CHANGED',
+          `Expected the input ${String(payload.input)} to hold the ${payload.sampleCount} samples job ${definition.name} was planned with but it now holds ${source.size ?? 'an unknown number of'} (or its files changed)`,
+        );
+      }
     }
     const cores = availableParallelism();
     const model = await loadModel(payload.model, {
@@ -122,6 +149,11 @@ async function openContext(definition: JobDefinition, options: RunWorkerOptions)
       await model.textSession();
       await model.tokenizer();
     }
+    output = await openOutput(payload.output, {
+      entries: JOB_OUTPUT_ENTRIES,
+      ...(storage !== undefined ? { storage } : {}),
+      ...(options.stagingDir !== undefined ? { stagingDir: options.stagingDir } : {}),
+    });
     const pool = payload.enableImage
       ? new DecodePool({
           preprocess: model.folder.preprocess,
@@ -130,9 +162,10 @@ async function openContext(definition: JobDefinition, options: RunWorkerOptions)
           mode: payload.preprocessMode,
         })
       : undefined;
-    return { payload, source, model, pool };
+    return { payload, source, model, pool, output, storage };
   } catch (err) {
-    source.close?.();
+    source?.close?.();
+    await output?.close();
     throw err;
   }
 }
@@ -141,51 +174,128 @@ async function closeContext(ctx: WorkerContext | undefined): Promise<void> {
   if (!ctx) return;
   await ctx.pool?.close();
   await ctx.model.close();
-  ctx.source.close?.();
+  ctx.source?.close?.();
+  await ctx.output.close();
 }
 
-/** Embeds one claimed shard; `beforeCommit` proves the lease is still held right before files are renamed. */
+/** The samples of one shard: a range of the job's source, or a tar opened for this shard alone. */
+async function shardSamples(
+  ctx: WorkerContext,
+  lease: Lease,
+  signal: AbortSignal,
+): Promise<{ source: OpenedSource; read: AsyncIterable<Sample>; capacity: number; own: boolean }> {
+  const shard = lease.shard;
+  if (shard.kind === 'range') {
+    if (!ctx.source) {
+      throw new UnrecoverableError(
+        'GLIMPSE_E_NOT_SUPPORTED',
+        `Expected a tar shard for a WebDataset job but shard ${shard.id} is a range shard`,
+      );
+    }
+    return {
+      source: ctx.source,
+      read: ctx.source.read({ start: shard.start, end: shard.end, signal }),
+      capacity: shard.end - shard.start,
+      own: false,
+    };
+  }
+  if (ctx.payload.inputFormat !== 'webdataset') {
+    throw new UnrecoverableError(
+      'GLIMPSE_E_NOT_SUPPORTED',
+      `Expected a range shard for input format ${ctx.payload.inputFormat} but shard ${shard.id} is a tar shard`,
+    );
+  }
+  const source = await openJobSource(ctx.payload, {
+    input: shard.url,
+    ...(ctx.storage !== undefined ? { storage: ctx.storage } : {}),
+  });
+  const bytes = (source as OpenedSource & Partial<WebDatasetSource>).shardBytes?.[0];
+  if (shard.bytes !== undefined && bytes !== shard.bytes) {
+    source.close?.();
+    throw new UnrecoverableError(
+      'GLIMPSE_E_JOB_INPUT_CHANGED',
+      `Expected the tar shard ${shard.url} to hold the ${shard.bytes} bytes it held when the job was planned but it holds ${bytes ?? 'an unknown number of'}`,
+    );
+  }
+  return {
+    source,
+    read: source.read({ signal }),
+    capacity: source.size ?? source.sizeBound ?? 1,
+    own: true,
+  };
+}
+
+/**
+ * Embeds one claimed shard; `beforeCommit` proves the lease is still held right before files take their
+ * final names (and, for an `s3://` output, again after the upload, right before the commit marker).
+ */
 async function runShard(
   ctx: WorkerContext,
   lease: Lease,
   signal: AbortSignal,
   beforeCommit: () => Promise<void>,
 ): Promise<ShardResult> {
-  const { payload } = ctx;
-  const shard = lease.shard;
-  if (shard.kind !== 'range') {
-    throw new UnrecoverableError(
-      'GLIMPSE_E_NOT_SUPPORTED',
-      `Expected a range shard for an input folder but shard ${shard.id} is a ${shard.kind} shard`,
-    );
-  }
+  const { payload, output } = ctx;
   const started = performance.now();
-  // Files of a shard the ledger does not call DONE are never trusted: remove them, temp files included.
-  await clearShardFiles(payload.output, lease.index, payload.shardCount);
-  const { stats, files } = await embedShard({
-    model: ctx.model,
-    pool: ctx.pool,
-    samples: ctx.source.read({ start: shard.start, end: shard.end, signal }),
-    capacity: shard.end - shard.start,
-    outDir: payload.output,
-    partition: lease.index,
-    partitionCount: payload.shardCount,
-    enableImage: payload.enableImage,
-    enableText: payload.enableText,
-    enableMetadata: payload.enableMetadata,
-    outputDtype: payload.outputDtype,
-    batchSize: payload.batchSize,
-    signal,
-    ...(ctx.source.takeIssues ? { takeIssues: () => ctx.source.takeIssues?.() ?? [] } : {}),
-    beforeCommit,
-  });
-  return {
-    rows: stats.sample_count,
-    failed: stats.failed_count,
-    files,
-    failuresByCode: stats.failures_by_code,
-    seconds: (performance.now() - started) / 1000,
-  };
+  // Files of a shard the ledger does not call DONE are never trusted: remove them, temp files included
+  // (on S3: the commit marker first, so a half-removed shard never looks committed).
+  await clearShardFiles(output.dir, lease.index, payload.shardCount);
+  if (output.remote)
+    await output.remove([
+      commitMarker(lease.index, payload.shardCount),
+      ...shardFiles(lease.index, payload.shardCount),
+    ]);
+  const input = await shardSamples(ctx, lease, signal);
+  try {
+    const { stats, files } = await embedShard({
+      model: ctx.model,
+      pool: ctx.pool,
+      samples: input.read,
+      capacity: input.capacity,
+      outDir: output.dir,
+      partition: lease.index,
+      partitionCount: payload.shardCount,
+      enableImage: payload.enableImage,
+      enableText: payload.enableText,
+      enableMetadata: payload.enableMetadata,
+      outputDtype: payload.outputDtype,
+      batchSize: payload.batchSize,
+      signal,
+      ...(input.source.takeIssues ? { takeIssues: () => input.source.takeIssues?.() ?? [] } : {}),
+      beforeCommit,
+    });
+    const result: ShardResult = {
+      rows: stats.sample_count,
+      failed: stats.failed_count,
+      files,
+      failuresByCode: stats.failures_by_code,
+      seconds: (performance.now() - started) / 1000,
+    };
+    if (output.remote) {
+      // Upload (stats last), prove the lease again, then the commit marker: only then may the ledger say DONE.
+      await output.publish(files);
+      signal.throwIfAborted();
+      await beforeCommit();
+      await output.writeFile(
+        commitMarker(lease.index, payload.shardCount),
+        JSON.stringify({
+          shard: lease.shard.id,
+          index: lease.index,
+          rows: result.rows,
+          failed: result.failed,
+          files,
+        }) + '\n',
+      );
+    }
+    return result;
+  } catch (err) {
+    // The staging folder is this worker's own; a local output may already hold the next holder's files.
+    if (output.remote)
+      await clearShardFiles(output.dir, lease.index, payload.shardCount).catch(() => undefined);
+    throw err;
+  } finally {
+    if (input.own) input.source.close?.();
+  }
 }
 
 /**
@@ -432,7 +542,9 @@ export async function runWorker(options: RunWorkerOptions): Promise<WorkerResult
     }
     let manifest: JobManifest | undefined;
     if (stoppedBy === 'finished' && options.finalize !== false) {
-      manifest = await finalizeJob(store, options.job);
+      manifest = await finalizeJob(store, options.job, {
+        ...(options.storage !== undefined ? { storage: options.storage } : {}),
+      });
       emit({ type: 'finished', worker, job: options.job, manifest: manifest !== undefined });
     }
     if (signal?.aborted && stoppedBy === 'signal') {

@@ -37,6 +37,8 @@ export interface OutputTarget {
   publish(files: readonly string[]): Promise<void>;
   /** Writes one whole file at the output (`glimpse.json`). */
   writeFile(relative: string, data: string): Promise<void>;
+  /** Removes files (paths relative to the output) from the output; missing ones are not an error. */
+  remove(relatives: readonly string[]): Promise<void>;
   /** Removes the staging folder (remote) and frees clients. */
   close(): Promise<void>;
 }
@@ -45,13 +47,18 @@ export interface OpenOutputOptions {
   storage?: StorageOptions;
   /** Parent of the staging folder for remote outputs (default: the OS temp folder). */
   stagingDir?: string;
+  /** Top-level entries that are glimpse's own (what `prepare(true)` replaces; default OUTPUT_ENTRIES). */
+  entries?: readonly string[];
 }
 
 class LocalOutput implements OutputTarget {
   readonly remote = false;
   readonly dir: string;
 
-  constructor(readonly url: string) {
+  constructor(
+    readonly url: string,
+    private readonly entries: readonly string[],
+  ) {
     this.dir = url.startsWith('file://') ? new URL(url).pathname : url;
   }
 
@@ -70,8 +77,7 @@ class LocalOutput implements OutputTarget {
         );
       }
       for (const e of entries)
-        if ((OUTPUT_ENTRIES as readonly string[]).includes(e))
-          await rm(join(this.dir, e), { recursive: true, force: true });
+        if (this.entries.includes(e)) await rm(join(this.dir, e), { recursive: true, force: true });
     }
     await mkdir(this.dir, { recursive: true });
   }
@@ -84,6 +90,10 @@ class LocalOutput implements OutputTarget {
     await writeFileAtomic(join(this.dir, relative), data);
   }
 
+  async remove(relatives: readonly string[]): Promise<void> {
+    for (const rel of relatives) await rm(join(this.dir, rel), { force: true });
+  }
+
   async close(): Promise<void> {}
 }
 
@@ -94,13 +104,14 @@ class RemoteOutput implements OutputTarget {
     readonly url: string,
     readonly dir: string,
     private readonly storage: Storage,
+    private readonly entries: readonly string[],
   ) {}
 
   private async existing(): Promise<string[]> {
     const found: string[] = [];
     for (const e of await this.storage.list(this.url)) found.push(e.url);
-    for (const sub of OUTPUT_ENTRIES) {
-      if (sub === 'glimpse.json') continue;
+    for (const sub of this.entries) {
+      if (sub.endsWith('.json')) continue;
       for (const e of await this.storage.list(joinUrl(this.url, sub))) found.push(e.url);
     }
     return found;
@@ -119,7 +130,7 @@ class RemoteOutput implements OutputTarget {
     for (const u of found) {
       const rest = u.slice(prefix.length);
       const top = rest.split('/')[0] ?? '';
-      if ((OUTPUT_ENTRIES as readonly string[]).includes(top)) await this.storage.delete(u);
+      if (this.entries.includes(top)) await this.storage.delete(u);
     }
   }
 
@@ -138,6 +149,10 @@ class RemoteOutput implements OutputTarget {
 
   async writeFile(relative: string, data: string): Promise<void> {
     await this.storage.writeAtomic(joinUrl(this.url, ...relative.split('/')), new TextEncoder().encode(data));
+  }
+
+  async remove(relatives: readonly string[]): Promise<void> {
+    for (const rel of relatives) await this.storage.delete(joinUrl(this.url, ...rel.split('/')));
   }
 
   async close(): Promise<void> {
@@ -159,7 +174,8 @@ class RemoteOutput implements OutputTarget {
  */
 export async function openOutput(url: string, options: OpenOutputOptions = {}): Promise<OutputTarget> {
   const kind = storageKind(url);
-  if (kind === 'local') return new LocalOutput(url);
+  const entries = options.entries ?? OUTPUT_ENTRIES;
+  if (kind === 'local') return new LocalOutput(url, entries);
   if (kind === 'http') {
     throw new GlimpseError(
       'GLIMPSE_E_NOT_SUPPORTED',
@@ -167,5 +183,5 @@ export async function openOutput(url: string, options: OpenOutputOptions = {}): 
     );
   }
   const staging = await mkdtemp(join(options.stagingDir ?? tmpdir(), 'glimpse-stage-'));
-  return new RemoteOutput(url.replace(/\/+$/, ''), staging, openStorage(url, options.storage ?? {}));
+  return new RemoteOutput(url.replace(/\/+$/, ''), staging, openStorage(url, options.storage ?? {}), entries);
 }

@@ -44,6 +44,8 @@ export interface WebDatasetSourceOptions {
 /** A WebDataset source, with what was resolved while opening it. */
 export interface WebDatasetSource extends SampleSource {
   readonly shards: readonly string[];
+  /** Size in bytes of each shard (as stored: compressed for `.tar.gz`), in the order of `shards`. */
+  readonly shardBytes: readonly number[];
   readonly enableImage: boolean;
   readonly enableText: boolean;
   /** True when `size` came from a header-only pre-scan (every shard local and uncompressed). */
@@ -395,6 +397,7 @@ export async function createWebDatasetSource(
 
     return {
       shards,
+      shardBytes: sizes.map((s) => s.size),
       enableImage,
       enableText,
       prescanned,

@@ -3,9 +3,9 @@ import { InvalidArgumentError } from 'commander';
 import { GlimpseError } from '../../errors/index.js';
 import { runEmbedJob, type EmbedJobOptions } from '../../pipeline/embed.js';
 import { planJob, runLocalJob, type PlanJobOptions, type RunLocalJobOptions } from '../../jobs/index.js';
-import { INPUT_FORMATS, type InputFormat } from '../../sources/index.js';
+import type { InputFormat } from '../../sources/index.js';
 import { createCliProgress } from '../progress.js';
-import { parseBoolOption, parseIntOption } from '../options.js';
+import { inputFormatOptions, parseBoolOption, parseIntOption } from '../options.js';
 import { withSignals } from '../signals.js';
 import { parseByteSize } from '../../core/validate.js';
 
@@ -56,41 +56,25 @@ function parseRetries(value: string): number {
   return n;
 }
 
-function parseInputFormat(value: string): InputFormat {
-  if (!(INPUT_FORMATS as readonly string[]).includes(value))
-    throw new InvalidArgumentError(
-      `Expected one of ${INPUT_FORMATS.join(', ')} for --input-format but received ${JSON.stringify(value)}`,
-    );
-  return value as InputFormat;
-}
-
 /**
  * `glimpse embed <input...> <output>`: a folder of images and captions, or WebDataset shards (local, HTTP,
  * S3) → clip-retrieval layout in a folder or an S3 prefix.
  */
 export function registerEmbedCommand(program: Command): void {
-  program
-    .command('embed')
-    .description(
-      'embed a folder of images (+ x.txt captions, x.json metadata), WebDataset shards or a manifest of URLs into img_emb/, text_emb/, metadata/',
-    )
-    .usage('[options] <input...> <output>')
-    .argument(
-      '<paths...>',
-      'input(s) then the output: a folder; shards, brace patterns (data/{00000..00099}.tar), globs, .txt lists; manifest files; local paths, http(s):// or s3:// URLs. The output is a folder or s3://bucket/prefix',
-    )
+  inputFormatOptions(
+    program
+      .command('embed')
+      .description(
+        'embed a folder of images (+ x.txt captions, x.json metadata), WebDataset shards or a manifest of URLs into img_emb/, text_emb/, metadata/',
+      )
+      .usage('[options] <input...> <output>')
+      .argument(
+        '<paths...>',
+        'input(s) then the output: a folder; shards, brace patterns (data/{00000..00099}.tar), globs, .txt lists; manifest files; local paths, http(s):// or s3:// URLs. The output is a folder or s3://bucket/prefix',
+      ),
+  )
     .option('--model <id|dir>', 'model folder or hub id', 'openai/clip-vit-base-patch32')
     .option('--dtype <fp32|fp16|q8>', 'ONNX precision variant', 'fp32')
-    .option(`--input-format <${INPUT_FORMATS.join('|')}>`, 'input format', parseInputFormat, 'files')
-    .option('--wds-image-key <exts>', 'WebDataset image member extension(s), first present wins', 'jpg')
-    .option('--wds-caption-key <ext>', 'WebDataset caption member extension', 'txt')
-    .option('--url-col <name>', 'manifest column with the image URL or path (default url)')
-    .option('--caption-col <name>', 'manifest column with the caption (text is on when given)')
-    .option(
-      '--save-additional-columns [bool]',
-      "keep the manifest's other columns as metadata",
-      parseBoolOption('--save-additional-columns'),
-    )
     .option(
       '--download-concurrency <n>',
       'manifest downloads in flight (default 64)',
@@ -234,14 +218,6 @@ export function registerEmbedCommand(program: Command): void {
  * resumable job through a ledger (see docs/jobs.md). Re-running the same command resumes.
  */
 async function runShardedEmbed(options: EmbedJobOptions, flags: EmbedFlags): Promise<void> {
-  if (typeof options.input !== 'string' || (options.inputFormat ?? 'files') !== 'files') {
-    throw new GlimpseError(
-      'GLIMPSE_E_NOT_SUPPORTED',
-      `Expected one input folder for a sharded job (--workers, --ledger, --plan-only) but received ${
-        typeof options.input === 'string' ? `--input-format ${options.inputFormat}` : 'several inputs'
-      }`,
-    );
-  }
   const plan: PlanJobOptions = {
     input: options.input,
     output: options.output,
@@ -249,6 +225,17 @@ async function runShardedEmbed(options: EmbedJobOptions, flags: EmbedFlags): Pro
     job: flags.job ?? 'embed',
   };
   const copy = [
+    'inputFormat',
+    'wdsImageKey',
+    'wdsCaptionKey',
+    'urlCol',
+    'captionCol',
+    'saveAdditionalColumns',
+    'downloadConcurrency',
+    'downloadTimeoutMs',
+    'downloadRetries',
+    'userAgent',
+    'storage',
     'dtype',
     'batchSize',
     'enableImage',
@@ -298,7 +285,7 @@ async function runShardedEmbed(options: EmbedJobOptions, flags: EmbedFlags): Pro
   if (!r.complete) {
     throw new GlimpseError(
       'GLIMPSE_E_JOB_SHARDS_FAILED',
-      `Expected every shard of job ${s.job} to be DONE but ${s.total - s.counts.DONE} are not (see glimpse job status --output ${options.output})`,
+      `Expected every shard of job ${s.job} to be DONE but ${s.total - s.counts.DONE} are not (see glimpse job status ${flags.ledger !== undefined ? `--ledger ${flags.ledger}` : `--output ${options.output}`} --job ${s.job})`,
     );
   }
 }

@@ -8,10 +8,17 @@ import { runLocalJob } from '../../jobs/local.js';
 import { clearJobManifest } from '../../jobs/manifest.js';
 import type { JobStatus } from '../../jobs/types.js';
 import { createCliProgress } from '../progress.js';
-import { parseBoolOption, parseIntOption } from '../options.js';
+import { inputFormatOptions, parseBoolOption, parseIntOption } from '../options.js';
+import type { InputFormat } from '../../sources/index.js';
 import { withSignals } from '../signals.js';
 
 interface PlanFlags {
+  inputFormat: InputFormat;
+  wdsImageKey: string;
+  wdsCaptionKey: string;
+  urlCol?: string;
+  captionCol?: string;
+  saveAdditionalColumns?: boolean;
   ledger?: string;
   job: string;
   model: string;
@@ -63,7 +70,7 @@ function parseSeconds(name: string, min: number): (value: string) => number {
 
 /** The plan options (`job plan`, `job run`) as commander options. */
 function planOptions(cmd: Command): Command {
-  return cmd
+  return inputFormatOptions(cmd)
     .option(
       '--ledger <url>',
       'ledger: sqlite:<path>, a path, or redis://host:port/db (default: <output>/.glimpse/ledger.sqlite)',
@@ -119,6 +126,7 @@ function planOptions(cmd: Command): Command {
 function toPlanOptions(input: string, output: string, flags: PlanFlags): Omit<PlanJobOptions, 'ledger'> {
   const o: Omit<PlanJobOptions, 'ledger'> = {
     input,
+    inputFormat: flags.inputFormat,
     output,
     job: flags.job,
     model: flags.model,
@@ -130,6 +138,13 @@ function toPlanOptions(input: string, output: string, flags: PlanFlags): Omit<Pl
     preprocessMode: flags.preprocess,
     overwrite: flags.overwrite,
   };
+  if (flags.inputFormat === 'webdataset') {
+    o.wdsImageKey = flags.wdsImageKey;
+    o.wdsCaptionKey = flags.wdsCaptionKey;
+  }
+  if (flags.urlCol !== undefined) o.urlCol = flags.urlCol;
+  if (flags.captionCol !== undefined) o.captionCol = flags.captionCol;
+  if (flags.saveAdditionalColumns !== undefined) o.saveAdditionalColumns = flags.saveAdditionalColumns;
   if (flags.shardSize !== undefined) o.shardSize = flags.shardSize;
   if (flags.maxAttempts !== undefined) o.maxAttempts = flags.maxAttempts;
   if (flags.lease !== undefined) o.leaseMs = flags.lease;
@@ -225,10 +240,10 @@ export function registerJobCommand(program: Command): void {
     job
       .command('plan')
       .description(
-        'split an input folder into shards and write the job into the ledger (workers run it: glimpse worker)',
+        'split an input into shards and write the job into the ledger (workers run it: glimpse worker)',
       )
-      .argument('<input>', 'input folder')
-      .argument('<output>', 'output folder'),
+      .argument('<input>', 'input folder, WebDataset shards (pattern, glob, .txt list, URL) or manifest')
+      .argument('<output>', 'output folder or s3://bucket/prefix (then --ledger is required)'),
   ).action(async (input: string, output: string, flags: PlanFlags) => {
     const plan = await planJob({
       ...toPlanOptions(input, output, flags),
@@ -258,8 +273,8 @@ export function registerJobCommand(program: Command): void {
       .description(
         'plan the job (or resume it) and run N local worker processes until every shard is DONE or FAILED',
       )
-      .argument('<input>', 'input folder')
-      .argument('<output>', 'output folder'),
+      .argument('<input>', 'input folder, WebDataset shards (pattern, glob, .txt list, URL) or manifest')
+      .argument('<output>', 'output folder or s3://bucket/prefix (then --ledger is required)'),
   )
     .option('--workers <n>', 'worker processes (default 1)', parseIntOption('--workers'))
     .option(

@@ -13,6 +13,7 @@ interface WorkerFlags {
   numPreproWorkers?: number;
   workerId?: string;
   cacheDir?: string;
+  stagingDir?: string;
   offline?: boolean;
   quiet?: boolean;
   json?: boolean;
@@ -38,6 +39,7 @@ export function registerWorkerCommand(program: Command): void {
     )
     .option('--worker-id <id>', "this worker's name in the ledger (default host:pid)")
     .option('--cache-dir <dir>', 'model cache folder')
+    .option('--staging-dir <dir>', 'parent of the local staging folder of an s3:// output (default: OS temp)')
     .option('--offline', 'never download models')
     .option('--quiet', 'log only failures and lost leases')
     .option('--json', 'print the result as JSON')
@@ -57,6 +59,7 @@ export function registerWorkerCommand(program: Command): void {
         if (flags.numPreproWorkers !== undefined) options.numPreproWorkers = flags.numPreproWorkers;
         if (flags.workerId !== undefined) options.worker = flags.workerId;
         if (flags.cacheDir !== undefined) options.cacheDir = flags.cacheDir;
+        if (flags.stagingDir !== undefined) options.stagingDir = flags.stagingDir;
         if (flags.offline !== undefined) options.offline = flags.offline;
         const r = await runWorker(options);
         if (flags.json) {
