@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureSynthModel } from '../src/models/synth/index.js';
 import { loadModel, type ClipModel } from '../src/pipeline/model.js';
@@ -238,6 +238,14 @@ describe('planJob', () => {
       'a file was added',
     );
     await rm(join(changedInput, 'added.jpg'));
+    // Same number of files, one renamed: rows would no longer mean the samples the shards were cut from.
+    await rename(join(changedInput, PHOTOS[0]!), join(changedInput, `zz_${PHOTOS[0]!}`));
+    await assert.rejects(
+      runWorker({ ledger: plan.ledger, job: plan.job, intraOpThreads: 1, numPreproWorkers: 1 }),
+      (err: unknown) => isGlimpseError(err, 'GLIMPSE_E_JOB_INPUT_CHANGED'),
+      'a file was renamed',
+    );
+    await rename(join(changedInput, `zz_${PHOTOS[0]!}`), join(changedInput, PHOTOS[0]!));
     await appendFile(join(model, 'config.json'), '\n');
     await assert.rejects(
       runWorker({ ledger: plan.ledger, job: plan.job, intraOpThreads: 1, numPreproWorkers: 1 }),

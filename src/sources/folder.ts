@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { GlimpseError } from '../errors/index.js';
@@ -49,6 +50,8 @@ export interface FolderListing {
   readonly captions: number;
   /** Images skipped because text is enabled and they have no caption. */
   readonly imagesWithoutCaption: number;
+  /** sha256 (hex, 32 characters) of the samples' keys in order: a renamed, added or removed file changes it. */
+  readonly keysDigest: string;
 }
 
 /**
@@ -60,6 +63,12 @@ export interface FolderListing {
  *   const source = await createFolderSource('photos/', { enableText: false });
  *   for await (const s of source.read()) console.log(s.key, s.imagePath);
  */
+function digestKeys(keys: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const k of keys) hash.update(k).update('\n');
+  return hash.digest('hex').slice(0, 32);
+}
+
 export async function createFolderSource(
   folder: string,
   options: FolderSourceOptions = {},
@@ -146,7 +155,12 @@ export async function createFolderSource(
     size: limited.length,
     enableImage,
     enableText,
-    listing: { images: images.length, captions, imagesWithoutCaption },
+    listing: {
+      images: images.length,
+      captions,
+      imagesWithoutCaption,
+      keysDigest: digestKeys(limited.map((x) => x.key)),
+    },
     async *read(range = {}) {
       const start = range.start ?? 0;
       const end = Math.min(range.end ?? limited.length, limited.length);
