@@ -14,7 +14,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { ensureSynthModel } from '../src/models/synth/index.js';
 import { runEmbedJob } from '../src/pipeline/embed.js';
 import { parseNpyHeader } from '../src/formats/npy.js';
-import { CsvParser, parseCsv, defaultUserAgent } from '../src/sources/index.js';
+import { CsvParser, parseCsv, defaultUserAgent, createManifestSource } from '../src/sources/index.js';
 import { startHttpServer, type TestHttpServer } from './helpers/http-server.js';
 import { debianPython, photosDir, run, runCli, tempDir } from './helpers/cli.js';
 
@@ -374,5 +374,39 @@ describe('manifests of URLs', () => {
       files.slice(0, 4).map((f) => `${base}/p/${f}`),
     );
     assert.equal(servers['good']!.requests.filter((q) => q.path.endsWith('416_264.jpg')).length, 0);
+  });
+});
+
+describe('range reads (shards of a job)', () => {
+  test('a range read yields exactly rows [start, end) by row number, downloads nothing else, whatever finishes first', async () => {
+    const fast = servers['good']!;
+    const slow = servers['slow']!;
+    fast.reset();
+    slow.reset();
+    slow.switches.delayMs = 150;
+    const files = ['123_456.jpg', '208_495.jpg', '321_421.jpg', '389_535.jpg', '416_264.jpg', '456_123.jpg'];
+    // Even rows from the slow server: their downloads finish after the odd rows that follow them.
+    const urls = files.map((f, i) => `${i % 2 === 0 ? slow.url : fast.url}/p/${f}`);
+    const csv = join(work, 'range.csv');
+    await writeFile(csv, 'url\n' + urls.join('\n') + '\n');
+    const source = await createManifestSource(csv, { format: 'csv', enableText: false });
+    try {
+      const got: { index: number; key: string }[] = [];
+      for await (const s of source.read({ start: 2, end: 5 })) {
+        assert.ok(s.imageBytes && s.imageBytes.length > 0, `row ${s.index} was downloaded`);
+        got.push({ index: s.index, key: s.key });
+      }
+      assert.deepEqual(
+        got.map((g) => g.index).sort(),
+        [2, 3, 4],
+        'the rows of the range, by row number, even when a later row finishes first',
+      );
+      for (const g of got) assert.equal(g.key, urls[g.index], `row ${g.index} is its own URL`);
+      const requested = [...fast.requests, ...slow.requests].map((q) => q.path.split('/').pop());
+      assert.deepEqual(requested.sort(), files.slice(2, 5).sort(), 'only the range is downloaded');
+    } finally {
+      source.close?.();
+      slow.reset();
+    }
   });
 });

@@ -197,8 +197,11 @@ export async function createManifestSource(
 
     // Columns first (fail before any download), then the exact row count.
     let size = 0;
+    /** Rows of each file: a range read skips whole files before its first row. */
+    const fileRows = new Map<string, number>();
     for (const file of files) {
       let columns: string[] | undefined;
+      const before = size;
       try {
         if (format === 'parquet') {
           const info = await readParquetMetadata(await storages.for(file).rangeReader(file));
@@ -218,6 +221,7 @@ export async function createManifestSource(
         if (err instanceof GlimpseError && err.code === 'GLIMPSE_E_SOURCE_MANIFEST_INVALID') throw err;
         throw manifestError(file, `a readable ${format} manifest but ${(err as Error).message}`, err);
       }
+      fileRows.set(file, size - before);
       const missing = required.filter((c) => columns !== undefined && !columns.includes(c));
       if (missing.length > 0) {
         throw manifestError(
@@ -240,23 +244,31 @@ export async function createManifestSource(
       row: number;
       value: Row;
     }
-    async function* items(): AsyncGenerator<Item> {
+    /** Rows `[start, end)` (global row numbers) of the files in order; rows before `start` are not downloaded. */
+    async function* items(start: number, end: number): AsyncGenerator<Item> {
       let row = 0;
       for (const file of files) {
+        const rows = fileRows.get(file) ?? 0;
+        if (row + rows <= start) {
+          row += rows;
+          continue;
+        }
         for await (const value of rowsOf(file)) {
-          if (row >= limit) return;
-          yield { file, row: row++, value };
+          if (row >= limit || row >= end) return;
+          if (row >= start) yield { file, row, value };
+          row++;
         }
       }
     }
 
     type Draft = { -readonly [K in keyof Sample]: Sample[K] };
-    const toSample = async (item: Item): Promise<Omit<Draft, 'index'>> => {
+    const toSample = async (item: Item): Promise<Draft> => {
       counters.rows++;
       const { file, row, value } = item;
       if (value.error !== undefined) {
         return {
           key: `${file}#${row}`,
+          index: row,
           error: {
             code: 'GLIMPSE_E_SOURCE_MANIFEST_INVALID',
             message: `Expected a valid row ${row} in ${file} but ${value.error}`,
@@ -265,7 +277,7 @@ export async function createManifestSource(
       }
       const raw = value.values[urlCol];
       const url = typeof raw === 'string' ? raw.trim() : raw === null || raw === undefined ? '' : String(raw);
-      const sample: Omit<Draft, 'index'> = { key: url !== '' ? url : `${file}#${row}` };
+      const sample: Draft = { key: url !== '' ? url : `${file}#${row}`, index: row };
       if (url !== '') sample.name = url;
       if (enableText && captionCol !== undefined) {
         const c = value.values[captionCol];
@@ -317,13 +329,12 @@ export async function createManifestSource(
         storages.close();
       },
       async *read(range = {}) {
+        // Exactly the rows [start, end) by row number (a shard of a job), in the order their downloads finish.
         const start = range.start ?? 0;
         const end = range.end ?? Number.POSITIVE_INFINITY;
-        let index = 0;
-        for await (const s of inCompletionOrder(items(), downloader.concurrency, toSample)) {
+        for await (const s of inCompletionOrder(items(start, end), downloader.concurrency, toSample)) {
           range.signal?.throwIfAborted();
-          if (index >= start) yield { ...s, index };
-          if (++index >= end) return;
+          yield s;
         }
       },
     };

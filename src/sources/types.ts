@@ -8,8 +8,9 @@ export interface Sample {
    */
   readonly key: string;
   /**
-   * Position of the sample in the source's stable order (0-based, increasing; consecutive except where a
-   * pre-scanned WebDataset shard gives fewer samples than its headers promised).
+   * Position of the sample in the source's stable order (0-based; consecutive except where a pre-scanned
+   * WebDataset shard gives fewer samples than its headers promised). Manifests: the row number; their samples
+   * come in the order downloads finish, so indexes arrive out of order.
    */
   readonly index: number;
   /** Where the image bytes are (a local path or URL), when the sample has an image. */
