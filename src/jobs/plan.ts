@@ -197,8 +197,10 @@ export function inputDigest(source: OpenedSource): string {
   }
   const counts = source.counts?.() ?? {};
   const listing = (source as { listing?: unknown }).listing ?? null;
+  // Manifests: which files, in which order (their row count is `size`).
+  const files = (source as { files?: unknown }).files ?? null;
   return createHash('sha256')
-    .update(JSON.stringify({ size: source.size ?? null, counts, listing }))
+    .update(JSON.stringify({ size: source.size ?? null, counts, listing, files }))
     .digest('hex')
     .slice(0, 32);
 }
