@@ -11,7 +11,8 @@ import { ensureSynthModel } from '../src/models/synth/index.js';
 import { planJob, runWorker, type JobManifest } from '../src/jobs/index.js';
 import { S3Storage } from '../src/storage/index.js';
 import { encodeNpyHeader } from '../src/formats/npy.js';
-import { photosDir, repoRoot, runCli, tempDir } from './helpers/cli.js';
+import { collect, photosDir, repoRoot, runCli, startCli, tempDir } from './helpers/cli.js';
+import { startRedis } from './helpers/redis.js';
 import { duckRows, readNpy } from './helpers/outputs.js';
 import { startS3Server, type TestS3Server } from './helpers/s3-server.js';
 
@@ -237,4 +238,66 @@ test('an s3:// output needs an explicit ledger', async () => {
   ]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /GLIMPSE_E_ARG_INVALID: Expected a ledger/);
+});
+
+test('the multi-machine shape: plan on Redis, two `glimpse worker` processes write to S3 (endpoint and keys from the environment)', async () => {
+  const redis = await startRedis();
+  const storage = new S3Storage(s3.options);
+  try {
+    const prefix = `s3://${s3.bucket}/cluster`;
+    const env = {
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+    };
+    const plan = await runCli(
+      [
+        'embed',
+        join(shardsDir, 'image{1..4}.tar'),
+        prefix,
+        '--model',
+        modelDir,
+        '--input-format',
+        'webdataset',
+        '--ledger',
+        redis.url,
+        '--job',
+        'cluster',
+        '--plan-only',
+      ],
+      { env },
+    );
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.match(plan.stdout, /planned job cluster: 4 shard\(s\), 11 samples/);
+    const args = [
+      'worker',
+      '--ledger',
+      redis.url,
+      '--job',
+      'cluster',
+      '--threads',
+      '1',
+      '--num-prepro-workers',
+      '1',
+    ];
+    const workers = await Promise.all([
+      collect(startCli([...args, '--staging-dir', work], { env })),
+      collect(startCli([...args, '--staging-dir', work], { env })),
+    ]);
+    for (const w of workers) assert.equal(w.code, 0, w.stderr);
+    const status = await runCli(['job', 'status', '--ledger', redis.url, '--job', 'cluster']);
+    assert.match(status.stdout, /finished/);
+    assert.match(status.stdout, /4 DONE/);
+    const markers = (await storage.list(`${prefix}/commits`)).map((e) => e.name).sort();
+    assert.deepEqual(markers, ['commit_0.json', 'commit_1.json', 'commit_2.json', 'commit_3.json']);
+    const manifest = JSON.parse(
+      new TextDecoder().decode(await storage.read(`${prefix}/manifest.json`)),
+    ) as JobManifest;
+    assert.equal(manifest.complete, true, 'the job completes');
+    assert.equal(manifest.counts.rows, 11);
+  } finally {
+    storage.close();
+    await redis.stop();
+  }
 });
