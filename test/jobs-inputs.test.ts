@@ -7,8 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ensureSynthModel } from '../src/models/synth/index.js';
-import { planJob, runWorker, type JobManifest } from '../src/jobs/index.js';
+import { defaultLedgerUrl, planJob, runWorker, type JobManifest } from '../src/jobs/index.js';
 import { S3Storage } from '../src/storage/index.js';
 import { encodeNpyHeader } from '../src/formats/npy.js';
 import { collect, photosDir, repoRoot, runCli, startCli, tempDir } from './helpers/cli.js';
@@ -300,4 +301,18 @@ test('the multi-machine shape: plan on Redis, two `glimpse worker` processes wri
     storage.close();
     await redis.stop();
   }
+});
+
+test('a file:// output is the folder it names', async () => {
+  const out = join(work, 'file-url-out');
+  const plan = await planJob({
+    input: join(shardsDir, 'image3.tar'),
+    inputFormat: 'webdataset',
+    output: pathToFileURL(out).href,
+    model: modelDir,
+    job: 'file-url',
+  });
+  assert.equal((plan.definition.payload as { output: string }).output, out);
+  assert.equal(plan.ledger, `sqlite:${join(out, '.glimpse', 'ledger.sqlite')}`);
+  assert.equal(defaultLedgerUrl(pathToFileURL(out).href), plan.ledger, 'runLocalJob and the CLI agree');
 });

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GlimpseError, isGlimpseError } from '../errors/index.js';
 import {
   assertOneOf,
@@ -53,15 +54,22 @@ export const JOB_OUTPUT_ENTRIES = [
   'commits',
 ] as const;
 
+/** The absolute folder of a local output (a path or `file://` URL); undefined for a remote one. */
+function localOutputFolder(output: string): string | undefined {
+  if (output.startsWith('file://')) return resolve(fileURLToPath(output));
+  return isLocalPath(output) ? resolve(output) : undefined;
+}
+
 /** The ledger a job uses when none is given: a SQLite file in a hidden folder of the output. */
 export function defaultLedgerUrl(output: string): string {
-  if (!isLocalPath(output) && !output.startsWith('file://')) {
+  const folder = localOutputFolder(output);
+  if (folder === undefined) {
     throw new GlimpseError(
       'GLIMPSE_E_ARG_INVALID',
       `Expected a ledger (--ledger sqlite:<path> or redis://host/db) for the output ${output} but received none (the default ledger is a file inside a local output folder)`,
     );
   }
-  return `sqlite:${join(resolve(output), '.glimpse', 'ledger.sqlite')}`;
+  return `sqlite:${join(folder, '.glimpse', 'ledger.sqlite')}`;
 }
 
 /** How the input is read, beyond its format (WebDataset member keys, manifest columns, downloads). */
@@ -253,8 +261,9 @@ export async function openJobSource(
   },
   options: { input?: string; storage?: StorageOptions } = {},
 ): Promise<OpenedSource> {
-  const settings = payload.source ?? {};
   const open: OpenSourceOptions = {
+    // Stored settings (JSON: no undefined values) — WebDataset keys, manifest columns, downloads.
+    ...payload.source,
     input: options.input ?? payload.input,
     inputFormat: payload.inputFormat ?? 'files',
     enableImage: payload.enableImage,
@@ -264,9 +273,6 @@ export async function openJobSource(
     ...(payload.limits.maxBytes !== undefined ? { maxImageBytes: payload.limits.maxBytes } : {}),
     ...(options.storage !== undefined ? { storage: options.storage } : {}),
   };
-  for (const key of Object.keys(settings) as (keyof JobSourceSettings)[]) {
-    if (settings[key] !== undefined) Object.assign(open, { [key]: settings[key] });
-  }
   return openSource(open);
 }
 
@@ -348,7 +354,8 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
   assertOneOf('inputFormat', inputFormat, INPUT_FORMATS);
   if (typeof options.output !== 'string' || options.output === '')
     throw invalidParameterError('output', 'an output folder or s3:// URL', options.output);
-  const remoteOutput = !isLocalPath(options.output) && !options.output.startsWith('file://');
+  const localOutput = localOutputFolder(options.output);
+  const remoteOutput = localOutput === undefined;
   if (remoteOutput && !options.output.startsWith('s3://'))
     throw invalidParameterError('output', 'a local output folder or an s3:// URL', options.output);
   if (options.ledger === undefined) defaultLedgerUrl(options.output); // refuses a remote output early
@@ -389,7 +396,7 @@ export async function planJob(options: PlanJobOptions): Promise<PlannedJob> {
     );
   }
   const input = absoluteInput(options.input);
-  const output = remoteOutput ? options.output.replace(/\/+$/, '') : resolve(options.output);
+  const output = localOutput ?? options.output.replace(/\/+$/, '');
   const modelRef =
     isLocalPath(options.model) && existsSync(options.model) ? resolve(options.model) : options.model;
   const settings = sourceSettings(options);
